@@ -1,0 +1,1043 @@
+/**
+ * Flowmesh benchmark: `npm run bench` (builds, then runs `node dist/bench/run.js`).
+ *
+ * One call measures each target in turn, as child processes on free 127.0.0.1 ports,
+ * with the same load generator (one autocannon instance inside this process) and the
+ * same request bodies:
+ *   - "reference": bench/reference-server.js, plain node:http + Map, one process;
+ *   - "embedded":  Flowmesh's embedded node (moleculer-runner, dist/moleculer.config.js,
+ *                  SERVICEDIR=dist/services, LOGLEVEL=warn).
+ * Further targets (e.g. a cluster of several nodes) are added to TARGETS below: a target
+ * only has to start its processes and return the gateway URL, the pids and a stop().
+ *
+ * Method, per target (targets run one after another, never at the same time):
+ *   1. start a process; wait for GET /health = 200;
+ *   2. throughput: autocannon, CONNECTIONS connections, pipelining 1, warm-up run then
+ *      measured run, POST /flows with batches of 100 (10 bodies cycled) and of 1000
+ *      (one body); the bodies hold 1000 distinct flow keys over 24 hours;
+ *   3. GET: load 100,000 distinct flows into one hour (100 POSTs of 1000), check one
+ *      GET (count, hour, order), 2 more warm-up GETs, then BENCH_GET_ROUNDS timed
+ *      sequential GETs on one keep-alive connection, each timed until its last byte;
+ *   4. stop it; start a fresh process for memory: RSS, load 1,000,000 distinct flows
+ *      (1000 POSTs of 1000 records, one hour each), wait 2 s, RSS again (no forced GC),
+ *      then spot-check one hour's GET.
+ * Children are killed when the bench ends, fails, or gets SIGINT/SIGTERM/SIGHUP.
+ * Only the reference:  BENCH_TARGETS=reference npm run bench
+ *
+ * Environment (all optional):
+ *   BENCH_TARGETS      comma list of target keys to run (default: all, "reference,embedded")
+ *   BENCH_SCENARIOS    comma list of "throughput,get,memory" (default: all three)
+ *   BENCH_DURATION     seconds of each measured throughput run (default 8)
+ *   BENCH_WARMUP       seconds of warm-up before each throughput run (default 2)
+ *   BENCH_CONNECTIONS  autocannon connections (default 10; pipelining is always 1)
+ *   BENCH_GET_ROUNDS   timed GETs of the 100k-flow hour (default 20, after 3 warm-ups)
+ *   BENCH_LOAD_CONCURRENCY  concurrent POSTs while loading data (default 4)
+ *   BENCH_OUT          results file (default bench/results/latest.json)
+ *
+ * Results: printed as a table and written to bench/results/latest.json (git-ignored):
+ * {
+ *   "date":      ISO-8601 time the bench finished,
+ *   "machine":   { "cpus": logical CPU count, "cpu_model", "node": process.version,
+ *                  "platform", "arch", "total_mem_bytes" },
+ *   "settings":  { "duration_s", "warmup_s", "connections", "pipelining", "get_rounds",
+ *                  "load_concurrency", "targets": [keys], "scenarios": [names] },
+ *   "<target key>" (one object per target run: "reference", "embedded", ...): {
+ *     "flows_per_s_batch100"      flows/s through POST /flows with 100-record bodies
+ *                                 (10 bodies cycled; 1000 distinct keys over 24 hours)
+ *                                 = 2xx responses per second x 100
+ *     "flows_per_s_batch1000"     the same with one 1000-record body holding all 1000 keys
+ *     "get_hour_100k_ms_median"   median ms of GET /flows?hour=H (full body read) for an
+ *                                 hour holding 100,000 distinct flows, sequential requests
+ *     "get_hour_100k_ms_p90"      90th percentile of the same
+ *     "rss_bytes_per_flow_1m"     (RSS after loading 1,000,000 distinct flows - RSS right
+ *                                 after startup) / 1e6, in a fresh process; RSS is VmRSS
+ *                                 from /proc/<pid>/status summed over the target's pids,
+ *                                 read 2 s after startup and 2 s after the last POST
+ *     "rss_total_bytes_per_flow_1m"  RSS after loading / 1e6 (includes the runtime)
+ *     "rss_baseline_bytes", "rss_after_1m_bytes"  the two raw RSS readings
+ *     "flagged":  list of problems (non-2xx responses, connection errors, wrong GET
+ *                 result, failed scenario); empty = clean run
+ *     "suspect_figures": keys of the figures above that come from a flagged run (shown
+ *                 with "!" in the table; their goals_met is null)
+ *     "details":  per-run raw figures: "batch100" / "batch1000" { requests_2xx, non2xx,
+ *                 errors (incl. timeouts), timeouts, duration_s, requests_per_s,
+ *                 latency_ms_p50, latency_ms_p99, status_codes }, "get_hour_100k"
+ *                 { flows_returned, body_bytes, samples_ms }, "load_1m" { posts, failed, seconds }
+ *   }  (a figure is null when its scenario did not run or failed)
+ *   "ratios": { "<target key>" (every target but "reference"): {
+ *     "flows_per_s_batch100", "flows_per_s_batch1000"   target / reference (higher is better)
+ *     "get_hour_100k_ms_median", "rss_bytes_per_flow_1m" target / reference (lower is better)
+ *   } },
+ *   "goals":   { "flows_per_s_ratio_batch1000_min": 0.85, "get_hour_100k_ms_median_max": 60,
+ *                "rss_bytes_per_flow_1m_max": 160 }   (the targets from the issues)
+ *   "goals_met": { "<target key>" (every target but "reference"): { "flows_per_s_ratio_batch1000",
+ *                "get_hour_100k_ms_median", "rss_bytes_per_flow_1m": true | false | null } }
+ * }
+ * Exit code: 0 when every scenario of every target ran clean (goals missed or not), 1 otherwise.
+ */
+
+import { ChildProcess, spawn } from "child_process";
+import * as fs from "fs";
+import * as http from "http";
+import * as net from "net";
+import * as os from "os";
+import * as path from "path";
+import autocannon = require("autocannon");
+
+// ---------------------------------------------------------------------------------------
+// Settings
+
+function envNumber(name: string, fallback: number): number {
+  const raw = process.env[name];
+  if (raw === undefined || raw.trim() === "") return fallback;
+  const n = Number(raw);
+  if (!Number.isFinite(n) || n <= 0) throw new Error(`${name} must be a positive number, got "${raw}"`);
+  return n;
+}
+
+function envList(name: string, all: string[]): string[] {
+  const raw = process.env[name];
+  if (raw === undefined || raw.trim() === "") return all;
+  const list = raw.split(",").map((s) => s.trim()).filter((s) => s !== "");
+  const unknown = list.filter((s) => !all.includes(s));
+  if (unknown.length > 0) throw new Error(`${name}: unknown ${unknown.join(", ")} (known: ${all.join(", ")})`);
+  return list;
+}
+
+const DURATION_S = envNumber("BENCH_DURATION", 8);
+const WARMUP_S = envNumber("BENCH_WARMUP", 2);
+const CONNECTIONS = Math.round(envNumber("BENCH_CONNECTIONS", 10));
+const PIPELINING = 1;
+const GET_ROUNDS = Math.round(envNumber("BENCH_GET_ROUNDS", 20));
+const GET_WARMUPS = 3;
+const LOAD_CONCURRENCY = Math.round(envNumber("BENCH_LOAD_CONCURRENCY", 4));
+const SETTLE_MS = 2000;
+const READY_TIMEOUT_MS = 60_000;
+
+const GOALS = {
+  flows_per_s_ratio_batch1000_min: 0.85,
+  get_hour_100k_ms_median_max: 60,
+  rss_bytes_per_flow_1m_max: 160,
+};
+
+/** The repository root: the nearest ancestor of this file holding package.json (works from bench/ and dist/bench/). */
+function findRepoRoot(): string {
+  let dir = __dirname;
+  for (;;) {
+    if (fs.existsSync(path.join(dir, "package.json"))) return dir;
+    const parent = path.dirname(dir);
+    if (parent === dir) throw new Error(`no package.json above ${__dirname}`);
+    dir = parent;
+  }
+}
+const ROOT = findRepoRoot();
+
+// ---------------------------------------------------------------------------------------
+// Child processes: every child is tracked and killed on exit, on signals and on errors.
+
+const children = new Set<ChildProcess>();
+
+function killAllChildren(): void {
+  for (const child of children) {
+    if (child.exitCode === null && child.signalCode === null) {
+      try {
+        child.kill("SIGKILL");
+      } catch {
+        /* already gone */
+      }
+    }
+  }
+  children.clear();
+}
+
+process.on("exit", killAllChildren);
+for (const [signal, number] of [["SIGINT", 2], ["SIGTERM", 15], ["SIGHUP", 1]] as const) {
+  process.on(signal, () => {
+    console.error(`\nbench: ${signal}, stopping children`);
+    killAllChildren();
+    process.exit(128 + number);
+  });
+}
+process.on("uncaughtException", (err) => {
+  console.error("bench: uncaught exception:", err);
+  killAllChildren();
+  process.exit(1);
+});
+process.on("unhandledRejection", (err) => {
+  console.error("bench: unhandled rejection:", err);
+  killAllChildren();
+  process.exit(1);
+});
+
+interface Child {
+  process: ChildProcess;
+  /** Last lines of its stdout/stderr, for error messages. */
+  tail(): string;
+  exited(): boolean;
+  stop(): Promise<void>;
+}
+
+const MAX_ECHOED_LINES = 200;
+
+/** Start `node <args>` with its output echoed (prefixed) to our stderr. */
+function startNode(label: string, args: string[], env: Record<string, string>): Child {
+  const child = spawn(process.execPath, args, {
+    cwd: ROOT,
+    env: { ...process.env, ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  children.add(child);
+  const lines: string[] = [];
+  let echoed = 0;
+  const onLine = (line: string): void => {
+    if (line.trim() !== "") {
+      lines.push(line);
+      if (lines.length > 40) lines.shift();
+      if (echoed < MAX_ECHOED_LINES) {
+        echoed++;
+        process.stderr.write(`  [${label}] ${line}\n`);
+        if (echoed === MAX_ECHOED_LINES) process.stderr.write(`  [${label}] (further output not echoed)\n`);
+      }
+    }
+  };
+  for (const stream of [child.stdout, child.stderr]) {
+    let partial = "";
+    stream?.setEncoding("utf8");
+    stream?.on("data", (text: string) => {
+      const parts = (partial + text).split("\n");
+      partial = parts.pop() ?? "";
+      parts.forEach(onLine);
+    });
+    stream?.on("end", () => onLine(partial));
+  }
+  let hasExited = false;
+  const exitPromise = new Promise<void>((resolve) => {
+    child.on("exit", () => {
+      hasExited = true;
+      children.delete(child);
+      resolve();
+    });
+    child.on("error", (err) => {
+      lines.push(`spawn error: ${err.message}`);
+      hasExited = true;
+      children.delete(child);
+      resolve();
+    });
+  });
+  return {
+    process: child,
+    tail: () => lines.join("\n"),
+    exited: () => hasExited,
+    async stop(): Promise<void> {
+      if (hasExited) return;
+      child.kill("SIGTERM");
+      const timer = setTimeout(() => {
+        if (!hasExited) child.kill("SIGKILL");
+      }, 5000);
+      await exitPromise;
+      clearTimeout(timer);
+    },
+  };
+}
+
+/** A free TCP port on 127.0.0.1 (listen on port 0, read it, close). */
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.unref();
+    server.on("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const address = server.address();
+      if (address === null || typeof address === "string") {
+        server.close();
+        reject(new Error("could not read the free port"));
+        return;
+      }
+      const port = address.port;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+// ---------------------------------------------------------------------------------------
+// A little HTTP client (keep-alive agent per use), for loading data and timing GETs.
+
+interface HttpResponse {
+  status: number;
+  body: Buffer;
+}
+
+function httpRequest(agent: http.Agent | false, url: string, method: string, pathAndQuery: string, body?: string, timeoutMs = 60_000): Promise<HttpResponse> {
+  const target = new URL(pathAndQuery, url);
+  return new Promise((resolve, reject) => {
+    const headers: Record<string, string | number> = {};
+    if (body !== undefined) {
+      headers["content-type"] = "application/json";
+      headers["content-length"] = Buffer.byteLength(body);
+    }
+    const req = http.request(
+      { host: target.hostname, port: target.port, path: target.pathname + target.search, method, agent, headers },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on("data", (c: Buffer) => chunks.push(c));
+        res.on("end", () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks) }));
+        res.on("error", reject);
+      },
+    );
+    req.setTimeout(timeoutMs, () => req.destroy(new Error(`${method} ${pathAndQuery}: no answer within ${timeoutMs} ms`)));
+    req.on("error", reject);
+    req.end(body);
+  });
+}
+
+/** Wait until GET /health answers 200 (or the child dies, or READY_TIMEOUT_MS passes). */
+async function waitForHealth(url: string, procs: Child[], label: string): Promise<void> {
+  const deadline = Date.now() + READY_TIMEOUT_MS;
+  let last = "no answer yet";
+  while (Date.now() < deadline) {
+    const dead = procs.find((c) => c.exited());
+    if (dead !== undefined) {
+      await sleep(200); // let its last output arrive
+      const tail = dead.tail();
+      const lastLine = tail.split("\n").pop() ?? "";
+      throw new Error(`${label} exited before it was ready (exit ${dead.process.exitCode ?? dead.process.signalCode}; last output: ${lastLine || "none"})\n${tail}`);
+    }
+    try {
+      const res = await httpRequest(false, url, "GET", "/health", undefined, 1000);
+      if (res.status === 200) return;
+      last = `GET /health answered ${res.status}`;
+    } catch (err) {
+      last = (err as Error).message;
+    }
+    await sleep(100);
+  }
+  throw new Error(`${label} not ready within ${READY_TIMEOUT_MS} ms (${last})\n${procs.map((c) => c.tail()).join("\n")}`);
+}
+
+// ---------------------------------------------------------------------------------------
+// Targets
+
+interface Running {
+  /** Base URL of the (gateway) HTTP endpoint, e.g. http://127.0.0.1:41234 */
+  url: string;
+  /** Every process that holds the target's state (their RSS is summed). */
+  pids: number[];
+  stop(): Promise<void>;
+}
+
+interface Target {
+  /** Key in results JSON and BENCH_TARGETS. */
+  key: string;
+  /** Column title. */
+  title: string;
+  start(): Promise<Running>;
+}
+
+/** One node process started with `args`, ready when GET /health = 200. */
+async function startSingleNode(label: string, args: string[], env: Record<string, string>): Promise<Running> {
+  const port = await freePort();
+  const child = startNode(label, args, { ...env, PORT: String(port) });
+  const url = `http://127.0.0.1:${port}`;
+  try {
+    await waitForHealth(url, [child], label);
+  } catch (err) {
+    await child.stop();
+    throw err;
+  }
+  const pid = child.process.pid;
+  if (pid === undefined) throw new Error(`${label}: no pid`);
+  return { url, pids: [pid], stop: () => child.stop() };
+}
+
+const referenceTarget: Target = {
+  key: "reference",
+  title: "reference",
+  start: () => startSingleNode("reference", [path.join(ROOT, "bench", "reference-server.js")], {}),
+};
+
+const embeddedTarget: Target = {
+  key: "embedded",
+  title: "flowmesh",
+  async start(): Promise<Running> {
+    const runner = path.join(ROOT, "node_modules", "moleculer", "bin", "moleculer-runner.js");
+    const config = path.join(ROOT, "dist", "moleculer.config.js");
+    const services = path.join(ROOT, "dist", "services");
+    for (const p of [runner, config, services]) {
+      if (!fs.existsSync(p)) throw new Error(`${path.relative(ROOT, p)} is missing (run npm run build)`);
+    }
+    return startSingleNode("flowmesh", [runner, "--config", "dist/moleculer.config.js"], {
+      SERVICEDIR: "dist/services",
+      LOGLEVEL: "warn",
+    });
+  },
+};
+
+// A cluster target would go here: start N nodes (+ NATS), return the gateway URL, all pids, and a stop().
+const TARGETS: Target[] = [referenceTarget, embeddedTarget];
+
+// ---------------------------------------------------------------------------------------
+// Data: deterministic, identical for every target.
+
+interface FlowRecord {
+  src_app: string;
+  dest_app: string;
+  vpc_id: string;
+  hour: number;
+  bytes_tx: number;
+  bytes_rx: number;
+}
+
+const BASE_HOUR = 480_000; // hours since the epoch, roughly 2024
+const THROUGHPUT_KEYS = 1000;
+const THROUGHPUT_HOURS = 24;
+const GET_HOUR = BASE_HOUR + 100;
+const GET_FLOWS = 100_000;
+const MEMORY_HOUR0 = BASE_HOUR + 1000;
+const MEMORY_FLOWS = 1_000_000;
+const LOAD_BATCH = 1000;
+
+const pad4 = (n: number): string => String(n).padStart(4, "0");
+const vpc = (n: number): string => `vpc-${(Math.imul(n + 1, 0x9e3779b1) >>> 0).toString(16).padStart(8, "0")}`;
+
+/** Throughput key k (0..999): 1000 distinct keys, hours spread over 24 hours. */
+function throughputRecord(k: number): FlowRecord {
+  return {
+    src_app: `app-${pad4(k % 40)}`,
+    dest_app: `svc-${pad4(Math.floor(k / 40))}`,
+    vpc_id: vpc(k % 3),
+    hour: BASE_HOUR + (k % THROUGHPUT_HOURS),
+    bytes_tx: 1000 + k,
+    bytes_rx: 500 + 2 * k,
+  };
+}
+
+/** The throughput bodies: batch 1000 = one body of all keys; batch 100 = 10 bodies of 100 keys. */
+function throughputBodies(batch: number): string[] {
+  const bodies: string[] = [];
+  for (let start = 0; start < THROUGHPUT_KEYS; start += batch) {
+    const records: FlowRecord[] = [];
+    for (let k = start; k < start + batch; k++) records.push(throughputRecord(k));
+    bodies.push(JSON.stringify(records));
+  }
+  return bodies;
+}
+
+/** Body b (0..99) of the 100k-flow hour: 1000 distinct keys each, in scrambled order. */
+function getHourBody(b: number): string {
+  const records: FlowRecord[] = [];
+  for (let i = b * LOAD_BATCH; i < (b + 1) * LOAD_BATCH; i++) {
+    const p = (i * 7919) % GET_FLOWS; // 7919 is prime, coprime with 100,000: a permutation
+    records.push({
+      src_app: `app-${pad4(p % 100)}`,
+      dest_app: `svc-${pad4(Math.floor(p / 100) % 100)}`,
+      vpc_id: vpc(Math.floor(p / 10_000)),
+      hour: GET_HOUR,
+      bytes_tx: 100 + (p % 1000),
+      bytes_rx: 200 + (p % 777),
+    });
+  }
+  return JSON.stringify(records);
+}
+
+/** Body b (0..999) of the 1M-flow load: hour MEMORY_HOUR0 + b, 1000 distinct keys. */
+function memoryBody(b: number): string {
+  const records: FlowRecord[] = [];
+  for (let c = 0; c < LOAD_BATCH; c++) {
+    records.push({
+      src_app: `app-${pad4(c % 40)}`,
+      dest_app: `svc-${pad4(Math.floor(c / 40))}`,
+      vpc_id: vpc(c % 5),
+      hour: MEMORY_HOUR0 + b,
+      bytes_tx: 1 + c,
+      bytes_rx: 2 + c,
+    });
+  }
+  return JSON.stringify(records);
+}
+
+// ---------------------------------------------------------------------------------------
+// Measurements (each takes the target's URL)
+
+interface RunDetails {
+  requests_2xx: number;
+  non2xx: number;
+  errors: number;
+  timeouts: number;
+  duration_s: number;
+  requests_per_s: number;
+  latency_ms_p50: number;
+  latency_ms_p99: number;
+  status_codes: Record<string, number>;
+}
+
+function runAutocannon(opts: autocannon.Options): Promise<autocannon.Result> {
+  return new Promise((resolve, reject) => {
+    autocannon(opts, (err, result) => (err ? reject(err) : resolve(result)));
+  });
+}
+
+/** POST the bodies (cycled per connection) for WARMUP_S, then for DURATION_S measured. */
+async function measureThroughput(url: string, bodies: string[]): Promise<RunDetails> {
+  const headers = { "content-type": "application/json" };
+  const requests: autocannon.Request[] = bodies.map((body) => ({ method: "POST", path: "/flows", headers, body }));
+  const base: autocannon.Options = {
+    url,
+    connections: CONNECTIONS,
+    pipelining: PIPELINING,
+    method: "POST",
+    headers,
+    requests,
+    timeout: 30,
+  };
+  await runAutocannon({ ...base, duration: WARMUP_S });
+  const r = await runAutocannon({ ...base, duration: DURATION_S });
+  const status_codes: Record<string, number> = {};
+  for (const [code, { count }] of Object.entries(r.statusCodeStats)) status_codes[code] = Number(count);
+  return {
+    requests_2xx: r["2xx"],
+    non2xx: r.non2xx,
+    errors: r.errors,
+    timeouts: r.timeouts,
+    duration_s: r.duration,
+    requests_per_s: r["2xx"] / r.duration,
+    latency_ms_p50: r.latency.p50,
+    latency_ms_p99: r.latency.p99,
+    status_codes,
+  };
+}
+
+interface LoadResult {
+  posts: number;
+  failed: number;
+  seconds: number;
+  firstFailure: string | null;
+}
+
+/** POST makeBody(0..count-1), LOAD_CONCURRENCY at a time, printing progress every 10%. */
+async function load(url: string, label: string, count: number, makeBody: (i: number) => string): Promise<LoadResult> {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: LOAD_CONCURRENCY });
+  const started = Date.now();
+  let next = 0;
+  let done = 0;
+  let failed = 0;
+  let firstFailure: string | null = null;
+  let nextReport = 1;
+  const worker = async (): Promise<void> => {
+    while (next < count) {
+      const i = next++;
+      try {
+        const res = await httpRequest(agent, url, "POST", "/flows", makeBody(i));
+        if (res.status < 200 || res.status > 299) {
+          failed++;
+          firstFailure ??= `POST /flows answered ${res.status}: ${res.body.toString("utf8").slice(0, 300)}`;
+        }
+      } catch (err) {
+        failed++;
+        firstFailure ??= `POST /flows failed: ${(err as Error).message}`;
+      }
+      done++;
+      while (done * 10 >= nextReport * count && nextReport <= 10) {
+        const s = (Date.now() - started) / 1000;
+        console.log(`    ${label}: ${nextReport * 10}% (${done}/${count} POSTs, ${s.toFixed(1)} s, ${failed} failed)`);
+        nextReport++;
+      }
+    }
+  };
+  try {
+    await Promise.all(Array.from({ length: LOAD_CONCURRENCY }, worker));
+  } finally {
+    agent.destroy();
+  }
+  return { posts: count, failed, seconds: (Date.now() - started) / 1000, firstFailure };
+}
+
+function percentile(sorted: number[], p: number): number {
+  // nearest-rank on the sorted samples
+  const rank = Math.ceil((p / 100) * sorted.length);
+  return sorted[Math.min(sorted.length, Math.max(1, rank)) - 1];
+}
+
+function median(sorted: number[]): number {
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 === 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+}
+
+interface GetHourResult {
+  median_ms: number;
+  p90_ms: number;
+  flows_returned: number;
+  body_bytes: number;
+  samples_ms: number[];
+  problems: string[];
+}
+
+/** Check a GET /flows answer: the expected count, every item in the hour, ordered by (src_app, dest_app, vpc_id). */
+function checkHour(body: Buffer, hour: number, expected: number): { count: number; problems: string[] } {
+  const problems: string[] = [];
+  let flows: unknown;
+  try {
+    flows = JSON.parse(body.toString("utf8"));
+  } catch {
+    return { count: 0, problems: [`GET /flows?hour=${hour}: body is not JSON`] };
+  }
+  if (!Array.isArray(flows)) return { count: 0, problems: [`GET /flows?hour=${hour}: body is not an array`] };
+  if (flows.length !== expected) problems.push(`GET /flows?hour=${hour}: ${flows.length} flows, expected ${expected}`);
+  const key = (f: FlowRecord): [string, string, string] => [f.src_app, f.dest_app, f.vpc_id];
+  for (let i = 0; i < flows.length; i++) {
+    const f = flows[i] as FlowRecord;
+    if (f.hour !== hour) {
+      problems.push(`GET /flows?hour=${hour}: item ${i} has hour ${String(f.hour)}`);
+      break;
+    }
+    if (i > 0) {
+      const a = key(flows[i - 1] as FlowRecord);
+      const b = key(f);
+      const order = a[0] !== b[0] ? (a[0] < b[0] ? -1 : 1) : a[1] !== b[1] ? (a[1] < b[1] ? -1 : 1) : a[2] < b[2] ? -1 : a[2] > b[2] ? 1 : 0;
+      if (order >= 0) {
+        problems.push(`GET /flows?hour=${hour}: items ${i - 1} and ${i} are not in (src_app, dest_app, vpc_id) order`);
+        break;
+      }
+    }
+  }
+  return { count: flows.length, problems };
+}
+
+/** Load 100,000 distinct flows into GET_HOUR, check one GET, then time GET_ROUNDS sequential GETs. */
+async function measureGetHour(url: string, label: string): Promise<GetHourResult> {
+  const loaded = await load(url, `${label} loading ${GET_FLOWS.toLocaleString("en-US")} flows into one hour`, GET_FLOWS / LOAD_BATCH, getHourBody);
+  const problems: string[] = [];
+  if (loaded.failed > 0) problems.push(`${loaded.failed} of ${loaded.posts} loading POSTs failed; first: ${loaded.firstFailure}`);
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  const query = `/flows?hour=${GET_HOUR}`;
+  try {
+    const first = await httpRequest(agent, url, "GET", query);
+    if (first.status !== 200) throw new Error(`GET ${query} answered ${first.status}: ${first.body.toString("utf8").slice(0, 300)}`);
+    const check = checkHour(first.body, GET_HOUR, GET_FLOWS);
+    problems.push(...check.problems);
+    for (let i = 1; i < GET_WARMUPS; i++) await httpRequest(agent, url, "GET", query);
+    const samples: number[] = [];
+    let bodyBytes = 0;
+    for (let i = 0; i < GET_ROUNDS; i++) {
+      const t0 = process.hrtime.bigint();
+      const res = await httpRequest(agent, url, "GET", query);
+      const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+      if (res.status !== 200) problems.push(`timed GET ${i} answered ${res.status}`);
+      bodyBytes = res.body.length;
+      samples.push(ms);
+    }
+    const sorted = [...samples].sort((a, b) => a - b);
+    return {
+      median_ms: median(sorted),
+      p90_ms: percentile(sorted, 90),
+      flows_returned: check.count,
+      body_bytes: bodyBytes,
+      samples_ms: samples.map((x) => Math.round(x * 100) / 100),
+      problems,
+    };
+  } finally {
+    agent.destroy();
+  }
+}
+
+/** VmRSS of one process, in bytes (Linux /proc). */
+function rssBytes(pid: number): number {
+  const status = fs.readFileSync(`/proc/${pid}/status`, "utf8");
+  const m = /^VmRSS:\s+(\d+)\s+kB/m.exec(status);
+  if (m === null) throw new Error(`no VmRSS in /proc/${pid}/status`);
+  return Number(m[1]) * 1024;
+}
+const totalRss = (pids: number[]): number => pids.reduce((sum, pid) => sum + rssBytes(pid), 0);
+
+interface MemoryResult {
+  rss_baseline_bytes: number;
+  rss_after_1m_bytes: number;
+  load: LoadResult;
+  problems: string[];
+}
+
+/** In a fresh process: RSS after startup, load 1,000,000 distinct flows (1000 hours x 1000), RSS again. */
+async function measureMemory(running: Running, label: string): Promise<MemoryResult> {
+  await sleep(SETTLE_MS);
+  const baseline = totalRss(running.pids);
+  console.log(`    ${label}: RSS after startup ${(baseline / 1e6).toFixed(1)} MB`);
+  const loaded = await load(running.url, `${label} loading ${MEMORY_FLOWS.toLocaleString("en-US")} distinct flows`, MEMORY_FLOWS / LOAD_BATCH, memoryBody);
+  await sleep(SETTLE_MS);
+  const after = totalRss(running.pids);
+  console.log(`    ${label}: RSS after 1M flows ${(after / 1e6).toFixed(1)} MB`);
+  const problems: string[] = [];
+  if (loaded.failed > 0) problems.push(`${loaded.failed} of ${loaded.posts} loading POSTs failed; first: ${loaded.firstFailure}`);
+  // spot check (after the RSS reading): one of the loaded hours holds its 1000 flows
+  const hour = MEMORY_HOUR0 + 500;
+  const res = await httpRequest(false, running.url, "GET", `/flows?hour=${hour}`);
+  if (res.status !== 200) problems.push(`GET /flows?hour=${hour} answered ${res.status}`);
+  else problems.push(...checkHour(res.body, hour, LOAD_BATCH).problems);
+  return { rss_baseline_bytes: baseline, rss_after_1m_bytes: after, load: loaded, problems };
+}
+
+// ---------------------------------------------------------------------------------------
+// Running the targets
+
+interface TargetFigures {
+  flows_per_s_batch100: number | null;
+  flows_per_s_batch1000: number | null;
+  get_hour_100k_ms_median: number | null;
+  get_hour_100k_ms_p90: number | null;
+  rss_bytes_per_flow_1m: number | null;
+  rss_total_bytes_per_flow_1m: number | null;
+  rss_baseline_bytes: number | null;
+  rss_after_1m_bytes: number | null;
+  flagged: string[];
+  suspect_figures: FigureKey[];
+  details: {
+    batch100: RunDetails | null;
+    batch1000: RunDetails | null;
+    get_hour_100k: { flows_returned: number; body_bytes: number; samples_ms: number[] } | null;
+    load_1m: { posts: number; failed: number; seconds: number } | null;
+  };
+}
+
+const SCENARIOS = ["throughput", "get", "memory"];
+
+/** Flag a throughput run with non-2xx answers or errors (its figure is then marked suspect). */
+function flagRun(figures: TargetFigures, label: string, key: FigureKey, d: RunDetails): void {
+  if (d.requests_2xx === 0) {
+    figures.flagged.push(`${label}: no 2xx answer at all (${JSON.stringify(d.status_codes)}, ${d.errors} errors)`);
+  } else if (d.non2xx > 0 || d.errors > 0) {
+    figures.flagged.push(`${label}: ${d.non2xx} non-2xx (${JSON.stringify(d.status_codes)}), ${d.errors} errors (${d.timeouts} timeouts)`);
+  } else {
+    return;
+  }
+  figures.suspect_figures.push(key);
+}
+
+async function withTarget<T>(target: Target, fn: (running: Running) => Promise<T>): Promise<T> {
+  console.log(`  starting ${target.title} ...`);
+  const running = await target.start();
+  console.log(`  ${target.title} ready at ${running.url} (pid ${running.pids.join(", ")})`);
+  try {
+    return await fn(running);
+  } finally {
+    await running.stop();
+  }
+}
+
+async function benchTarget(target: Target, scenarios: string[]): Promise<TargetFigures> {
+  const figures: TargetFigures = {
+    flows_per_s_batch100: null,
+    flows_per_s_batch1000: null,
+    get_hour_100k_ms_median: null,
+    get_hour_100k_ms_p90: null,
+    rss_bytes_per_flow_1m: null,
+    rss_total_bytes_per_flow_1m: null,
+    rss_baseline_bytes: null,
+    rss_after_1m_bytes: null,
+    flagged: [],
+    suspect_figures: [],
+    details: { batch100: null, batch1000: null, get_hour_100k: null, load_1m: null },
+  };
+  const fail = (scenario: string, err: unknown): void => {
+    const message = err instanceof Error ? err.message : String(err);
+    console.error(`  ${target.title}: ${scenario} failed: ${message}`);
+    figures.flagged.push(`${scenario} failed: ${message.split("\n")[0]}`);
+  };
+
+  let startFailed = false;
+  console.log(`\n== ${target.title} (${target.key})`);
+  if (scenarios.includes("throughput") || scenarios.includes("get")) {
+    try {
+      await withTarget(target, async (running) => {
+        if (scenarios.includes("throughput")) {
+          for (const batch of [100, 1000] as const) {
+            const label = `POST batch ${batch}`;
+            console.log(`    ${label}: warm-up ${WARMUP_S} s, then ${DURATION_S} s measured (${CONNECTIONS} connections)`);
+            try {
+              const d = await measureThroughput(running.url, throughputBodies(batch));
+              const flowsPerS = d.requests_per_s * batch;
+              if (batch === 100) {
+                figures.details.batch100 = d;
+                figures.flows_per_s_batch100 = flowsPerS;
+              } else {
+                figures.details.batch1000 = d;
+                figures.flows_per_s_batch1000 = flowsPerS;
+              }
+              flagRun(figures, label, batch === 100 ? "flows_per_s_batch100" : "flows_per_s_batch1000", d);
+              const flag = d.non2xx > 0 || d.errors > 0 ? `  FLAGGED: ${d.non2xx} non-2xx, ${d.errors} errors` : "";
+              console.log(`    ${label}: ${fmtInt(flowsPerS)} flows/s (${d.requests_per_s.toFixed(1)} req/s, p50 ${d.latency_ms_p50} ms, p99 ${d.latency_ms_p99} ms)${flag}`);
+            } catch (err) {
+              fail(label, err);
+            }
+          }
+        }
+        if (scenarios.includes("get")) {
+          try {
+            const g = await measureGetHour(running.url, target.title);
+            figures.get_hour_100k_ms_median = g.median_ms;
+            figures.get_hour_100k_ms_p90 = g.p90_ms;
+            figures.details.get_hour_100k = { flows_returned: g.flows_returned, body_bytes: g.body_bytes, samples_ms: g.samples_ms };
+            figures.flagged.push(...g.problems);
+            if (g.problems.length > 0) figures.suspect_figures.push("get_hour_100k_ms_median", "get_hour_100k_ms_p90");
+            console.log(`    GET hour of 100k flows: median ${g.median_ms.toFixed(1)} ms, p90 ${g.p90_ms.toFixed(1)} ms (${(g.body_bytes / 1e6).toFixed(1)} MB body)`);
+          } catch (err) {
+            fail("GET hour of 100k flows", err);
+          }
+        }
+      });
+    } catch (err) {
+      startFailed = true;
+      fail("start", err);
+    }
+  }
+  if (scenarios.includes("memory") && startFailed) {
+    figures.flagged.push("memory skipped: the target did not start");
+  } else if (scenarios.includes("memory")) {
+    try {
+      await withTarget(target, async (running) => {
+        const m = await measureMemory(running, target.title);
+        figures.rss_baseline_bytes = m.rss_baseline_bytes;
+        figures.rss_after_1m_bytes = m.rss_after_1m_bytes;
+        figures.rss_bytes_per_flow_1m = (m.rss_after_1m_bytes - m.rss_baseline_bytes) / MEMORY_FLOWS;
+        figures.rss_total_bytes_per_flow_1m = m.rss_after_1m_bytes / MEMORY_FLOWS;
+        figures.details.load_1m = { posts: m.load.posts, failed: m.load.failed, seconds: m.load.seconds };
+        figures.flagged.push(...m.problems);
+        if (m.problems.length > 0) figures.suspect_figures.push("rss_bytes_per_flow_1m", "rss_total_bytes_per_flow_1m");
+        console.log(`    memory: ${figures.rss_bytes_per_flow_1m.toFixed(1)} bytes/flow over baseline, ${figures.rss_total_bytes_per_flow_1m.toFixed(1)} bytes/flow total`);
+      });
+    } catch (err) {
+      fail("memory", err);
+    }
+  }
+  return figures;
+}
+
+// ---------------------------------------------------------------------------------------
+// Report
+
+function fmtInt(n: number): string {
+  return Math.round(n).toLocaleString("en-US");
+}
+
+const fmt = (n: number | null, digits: number): string => (n === null ? "-" : digits === 0 ? fmtInt(n) : n.toFixed(digits));
+const ratio = (a: number | null, b: number | null): number | null => (a === null || b === null || b === 0 ? null : a / b);
+const mark = (ok: boolean | null): string => (ok === null ? "" : ok ? " ✓" : " ✗");
+
+type FigureKey =
+  | "flows_per_s_batch100"
+  | "flows_per_s_batch1000"
+  | "get_hour_100k_ms_median"
+  | "get_hour_100k_ms_p90"
+  | "rss_bytes_per_flow_1m"
+  | "rss_total_bytes_per_flow_1m";
+
+interface GoalsMet {
+  flows_per_s_ratio_batch1000: boolean | null;
+  get_hour_100k_ms_median: boolean | null;
+  rss_bytes_per_flow_1m: boolean | null;
+}
+
+/** Goals of a non-reference target: null when a figure is missing or comes from a flagged run. */
+function goalsMet(f: TargetFigures, reference: TargetFigures | undefined): GoalsMet {
+  const usable = (x: TargetFigures | undefined, key: FigureKey): number | null =>
+    x === undefined || x.suspect_figures.includes(key) ? null : x[key];
+  const r1000 = ratio(usable(f, "flows_per_s_batch1000"), usable(reference, "flows_per_s_batch1000"));
+  const get = usable(f, "get_hour_100k_ms_median");
+  const rss = usable(f, "rss_bytes_per_flow_1m");
+  return {
+    flows_per_s_ratio_batch1000: r1000 === null ? null : r1000 >= GOALS.flows_per_s_ratio_batch1000_min,
+    get_hour_100k_ms_median: get === null ? null : get <= GOALS.get_hour_100k_ms_median_max,
+    rss_bytes_per_flow_1m: rss === null ? null : rss <= GOALS.rss_bytes_per_flow_1m_max,
+  };
+}
+
+interface Row {
+  metric: string;
+  key: FigureKey;
+  digits: number;
+  /** The goal column's text; `goal` names the goal and `markOn` the cell that gets ✓/✗. */
+  goalText?: string;
+  goal?: keyof GoalsMet;
+  markOn?: "value" | "ratio";
+}
+
+const ROWS: Row[] = [
+  { metric: "flows/s, POST batch 100", key: "flows_per_s_batch100", digits: 0 },
+  {
+    metric: "flows/s, POST batch 1000",
+    key: "flows_per_s_batch1000",
+    digits: 0,
+    goalText: `ratio >= ${GOALS.flows_per_s_ratio_batch1000_min}`,
+    goal: "flows_per_s_ratio_batch1000",
+    markOn: "ratio",
+  },
+  {
+    metric: "GET hour of 100k flows, median ms",
+    key: "get_hour_100k_ms_median",
+    digits: 1,
+    goalText: `<= ${GOALS.get_hour_100k_ms_median_max} ms`,
+    goal: "get_hour_100k_ms_median",
+    markOn: "value",
+  },
+  { metric: "GET hour of 100k flows, p90 ms", key: "get_hour_100k_ms_p90", digits: 1 },
+  {
+    metric: "RSS bytes/flow at 1M (over baseline)",
+    key: "rss_bytes_per_flow_1m",
+    digits: 1,
+    goalText: `<= ${GOALS.rss_bytes_per_flow_1m_max} bytes`,
+    goal: "rss_bytes_per_flow_1m",
+    markOn: "value",
+  },
+  { metric: "RSS bytes/flow at 1M (total)", key: "rss_total_bytes_per_flow_1m", digits: 1 },
+];
+
+function printTable(targets: Target[], results: Map<string, TargetFigures>): void {
+  const reference = results.get("reference");
+  const others = targets.filter((t) => t.key !== "reference");
+  const header = ["metric", ...targets.map((t) => t.title), ...(reference ? others.map((t) => `${t.title}/ref`) : []), "goal"];
+  const suspect = (f: TargetFigures | undefined, key: FigureKey): boolean => f?.suspect_figures.includes(key) ?? false;
+  const goalMark = (f: TargetFigures, row: Row, cell: "value" | "ratio"): string =>
+    row.goal === undefined || row.markOn !== cell ? "" : mark(goalsMet(f, reference)[row.goal]);
+  const body: string[][] = ROWS.map((row) => {
+    const cells = [row.metric];
+    for (const t of targets) {
+      const f = results.get(t.key);
+      if (f === undefined) {
+        cells.push("-");
+        continue;
+      }
+      const flag = suspect(f, row.key) ? " !" : t.key === "reference" ? "" : goalMark(f, row, "value");
+      cells.push(fmt(f[row.key], row.digits) + flag);
+    }
+    if (reference) {
+      for (const t of others) {
+        const f = results.get(t.key);
+        if (f === undefined) {
+          cells.push("-");
+          continue;
+        }
+        const flag = suspect(f, row.key) || suspect(reference, row.key) ? " !" : goalMark(f, row, "ratio");
+        cells.push(fmt(ratio(f[row.key], reference[row.key]), 2) + flag);
+      }
+    }
+    cells.push(row.goalText ?? "");
+    return cells;
+  });
+  const flaggedRow = ["problems flagged", ...targets.map((t) => String(results.get(t.key)?.flagged.length ?? "-"))];
+  while (flaggedRow.length < header.length) flaggedRow.push("");
+  body.push(flaggedRow);
+  const widths = header.map((h, i) => Math.max(h.length, ...body.map((r) => r[i].length)));
+  const line = (cells: string[]): string => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join(" | ");
+  console.log("");
+  console.log(line(header));
+  console.log(widths.map((w) => "-".repeat(w)).join("-|-"));
+  for (const r of body) console.log(line(r));
+  console.log("(✓ / ✗ goal met / missed; ! figure from a flagged run, see below)");
+  for (const t of targets) {
+    const f = results.get(t.key);
+    if (f && f.flagged.length > 0) {
+      console.log(`\nFLAGGED ${t.title}:`);
+      for (const p of f.flagged) console.log(`  - ${p}`);
+    }
+  }
+}
+
+function round(n: number | null, digits: number): number | null {
+  if (n === null) return null;
+  const k = 10 ** digits;
+  return Math.round(n * k) / k;
+}
+
+function buildJson(targets: Target[], scenarios: string[], results: Map<string, TargetFigures>): Record<string, unknown> {
+  const cpus = os.cpus();
+  const json: Record<string, unknown> = {
+    date: new Date().toISOString(),
+    machine: {
+      cpus: cpus.length,
+      cpu_model: cpus[0]?.model ?? "unknown",
+      node: process.version,
+      platform: process.platform,
+      arch: process.arch,
+      total_mem_bytes: os.totalmem(),
+    },
+    settings: {
+      duration_s: DURATION_S,
+      warmup_s: WARMUP_S,
+      connections: CONNECTIONS,
+      pipelining: PIPELINING,
+      get_rounds: GET_ROUNDS,
+      load_concurrency: LOAD_CONCURRENCY,
+      targets: targets.map((t) => t.key),
+      scenarios,
+    },
+  };
+  for (const t of targets) {
+    const f = results.get(t.key);
+    if (!f) continue;
+    const roundRun = (d: RunDetails | null): RunDetails | null => (d === null ? null : { ...d, requests_per_s: round(d.requests_per_s, 1) ?? 0 });
+    json[t.key] = {
+      ...f,
+      details: { ...f.details, batch100: roundRun(f.details.batch100), batch1000: roundRun(f.details.batch1000) },
+      flows_per_s_batch100: round(f.flows_per_s_batch100, 0),
+      flows_per_s_batch1000: round(f.flows_per_s_batch1000, 0),
+      get_hour_100k_ms_median: round(f.get_hour_100k_ms_median, 2),
+      get_hour_100k_ms_p90: round(f.get_hour_100k_ms_p90, 2),
+      rss_bytes_per_flow_1m: round(f.rss_bytes_per_flow_1m, 1),
+      rss_total_bytes_per_flow_1m: round(f.rss_total_bytes_per_flow_1m, 1),
+    };
+  }
+  const reference = results.get("reference");
+  const ratios: Record<string, Record<string, number | null>> = {};
+  const goalsMetByTarget: Record<string, GoalsMet> = {};
+  for (const t of targets) {
+    const f = results.get(t.key);
+    if (t.key === "reference" || !f) continue;
+    const r = (pick: (x: TargetFigures) => number | null): number | null => round(reference ? ratio(pick(f), pick(reference)) : null, 3);
+    ratios[t.key] = {
+      flows_per_s_batch100: r((x) => x.flows_per_s_batch100),
+      flows_per_s_batch1000: r((x) => x.flows_per_s_batch1000),
+      get_hour_100k_ms_median: r((x) => x.get_hour_100k_ms_median),
+      rss_bytes_per_flow_1m: r((x) => x.rss_bytes_per_flow_1m),
+    };
+    goalsMetByTarget[t.key] = goalsMet(f, reference);
+  }
+  json.ratios = ratios;
+  json.goals = GOALS;
+  json.goals_met = goalsMetByTarget;
+  return json;
+}
+
+// ---------------------------------------------------------------------------------------
+
+async function main(): Promise<number> {
+  const targetKeys = envList("BENCH_TARGETS", TARGETS.map((t) => t.key));
+  const scenarios = envList("BENCH_SCENARIOS", SCENARIOS);
+  const targets = TARGETS.filter((t) => targetKeys.includes(t.key));
+  console.log(
+    `flowmesh bench: targets ${targets.map((t) => t.key).join(", ")}; scenarios ${scenarios.join(", ")}; ` +
+      `${CONNECTIONS} connections, pipelining ${PIPELINING}, ${WARMUP_S} s warm-up + ${DURATION_S} s per throughput run; ` +
+      `${os.cpus().length} CPUs, node ${process.version}`,
+  );
+
+  const results = new Map<string, TargetFigures>();
+  for (const target of targets) results.set(target.key, await benchTarget(target, scenarios));
+
+  printTable(targets, results);
+  const json = buildJson(targets, scenarios, results);
+  const outFile = path.resolve(process.env.BENCH_OUT ?? path.join(ROOT, "bench", "results", "latest.json"));
+  fs.mkdirSync(path.dirname(outFile), { recursive: true });
+  fs.writeFileSync(outFile, JSON.stringify(json, null, 2) + "\n");
+  console.log(`\nwrote ${path.relative(process.cwd(), outFile) || outFile}`);
+  return [...results.values()].some((f) => f.flagged.length > 0) ? 1 : 0;
+}
+
+main().then(
+  (code) => {
+    killAllChildren();
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    console.error("bench failed:", err);
+    killAllChildren();
+    process.exit(1);
+  },
+);

@@ -1,0 +1,33 @@
+/**
+ * Moleculer broker configuration. moleculer-runner lets the environment override
+ * any top-level key (TRANSPORTER, NAMESPACE, NODEID, LOGLEVEL, HEARTBEATINTERVAL,
+ * HEARTBEATTIMEOUT, ...); Flowmesh's own settings (PORT, PARTITIONS, REPLICAS, ...)
+ * are read by readSettings and exposed as `flowmesh`. See README "Configuration".
+ */
+import type { BrokerOptions } from "moleculer";
+import { readSettings } from "./src/settings";
+
+const config: BrokerOptions & { flowmesh: ReturnType<typeof readSettings> } = {
+  namespace: process.env.NAMESPACE || "flowmesh",
+  nodeID: process.env.NODEID || null,
+  // No transporter: the embedded single-process default. Set TRANSPORTER=nats://host:4222 for a cluster.
+  transporter: process.env.TRANSPORTER || null,
+  logger: { type: "Console", options: { formatter: "short", colors: process.stdout.isTTY === true } },
+  logLevel: (process.env.LOGLEVEL as BrokerOptions["logLevel"]) || "info",
+  // JSON keeps messages readable in NATS tooling; large payloads are chunked by Flowmesh itself.
+  serializer: "JSON",
+  // A lost node must be noticed in seconds, not Moleculer's default 30-60 s.
+  heartbeatInterval: 1,
+  heartbeatTimeout: 3,
+  requestTimeout: 10 * 1000,
+  retryPolicy: { enabled: false },
+  // Ownership is decided by Flowmesh's placement; calls name their target node.
+  registry: { strategy: "RoundRobin", preferLocal: false },
+  // New-style custom checks: string limits count Unicode characters (src/validation.ts).
+  validator: { type: "Fastest", options: { useNewCustomCheckerFunction: true } },
+  metrics: { enabled: false },
+  tracing: { enabled: false },
+  flowmesh: readSettings(process.env),
+};
+
+export = config;

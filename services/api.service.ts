@@ -1,0 +1,93 @@
+/**
+ * api: the HTTP gateway. Routes only: every route is an alias of an action.
+ */
+import type { IncomingMessage, ServerResponse } from "http";
+import { Errors, type ServiceSchema } from "moleculer";
+import ApiGateway from "moleculer-web";
+import { settingsOf } from "../mixins/flowmesh.mixin";
+import { BodyError, readJsonBody } from "../src/json-body";
+import { parseQueryInteger } from "../src/validation";
+
+type Req = IncomingMessage & { $params: Record<string, unknown>; query: Record<string, unknown>; body?: unknown };
+type Next = (err?: unknown) => void;
+
+const RECORD_FIELD = /^flows\[(\d+)\](?:\.(.+))?$/;
+const baseSendError = (ApiGateway as unknown as { methods: { sendError: (...args: unknown[]) => unknown } }).methods.sendError;
+
+const ApiService: ServiceSchema = {
+  name: "api",
+  mixins: [ApiGateway],
+
+  settings: {
+    port: 3000,
+    ip: "127.0.0.1",
+    routes: [
+      {
+        path: "/",
+        mappingPolicy: "restrict",
+        autoAliases: false,
+        bodyParsers: false,
+        logging: false,
+        aliases: {
+          "POST /flows": "flows.ingest",
+          "GET /flows": "flows.aggregate",
+          "GET /cluster": "cluster.status",
+          "GET /ready": "cluster.ready",
+          "GET /health"(req: Req, res: ServerResponse) {
+            res.setHeader("Content-Type", "application/json; charset=utf-8");
+            res.end(JSON.stringify({ status: "ok" }));
+          },
+        },
+        // Our own body reader: moleculer-web's merges an array body into an object and caps JSON at 100 kB.
+        use: [
+          function jsonBody(this: { bodyLimit: number }, req: Req, _res: ServerResponse, next: Next) {
+            if (req.method !== "POST") return next();
+            readJsonBody(req, (req as unknown as { $service: { flowmesh: { bodyLimit: number } } }).$service.flowmesh.bodyLimit).then(
+              (body) => {
+                req.body = body;
+                next();
+              },
+              (err) => next(err instanceof BodyError ? new Errors.MoleculerClientError(err.message, err.status, err.type) : err),
+            );
+          },
+        ],
+        onBeforeCall(_ctx: unknown, _route: unknown, req: Req) {
+          if (req.method === "POST") {
+            const key = req.headers["idempotency-key"];
+            // A single object is a batch of one.
+            const flows = Array.isArray(req.body) ? req.body : req.body !== null && typeof req.body === "object" ? [req.body] : req.body;
+            req.$params = key === undefined ? { flows } : { flows, idempotencyKey: key };
+          } else if (req.$params.hour !== undefined) {
+            req.$params.hour = parseQueryInteger(req.$params.hour);
+          }
+        },
+      },
+    ],
+  },
+
+  methods: {
+    /** moleculer-web's error JSON, with SPEC §2's codes: bad input is 400, and 503 says when to retry. */
+    sendError(req: Req, res: ServerResponse, err: Errors.MoleculerError) {
+      if (err && err.name === "ValidationError") {
+        err.code = 400;
+        const problems = Array.isArray(err.data) ? (err.data as { field?: string; message?: string }[]) : [];
+        for (const p of problems) {
+          const m = p.field ? RECORD_FIELD.exec(p.field) : null;
+          if (m) Object.assign(p, { index: Number(m[1]), record_field: m[2] ?? null });
+        }
+        err.message = `Invalid request: ${problems.length} problem(s). ` + problems.slice(0, 5).map((p) => p.message).join(" ") + (problems.length > 5 ? " ..." : "");
+      }
+      if (err && err.code === 503 && !res.headersSent) res.setHeader("Retry-After", "1");
+      return baseSendError.call(this, req, res, err);
+    },
+  },
+
+  created() {
+    const s = settingsOf(this.broker);
+    this.flowmesh = s;
+    this.settings.port = s.port;
+    this.settings.ip = s.host;
+  },
+};
+
+export default ApiService;

@@ -1,0 +1,117 @@
+/**
+ * Real processes for tests: Flowmesh nodes (the built moleculer-runner, as `npm start`
+ * runs it) and nats-server, all on 127.0.0.1 with ephemeral ports.
+ */
+import { spawn, spawnSync, type ChildProcess } from "child_process";
+import { createServer } from "net";
+import * as path from "path";
+
+export const ROOT = path.resolve(__dirname, "../..");
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.unref();
+    srv.on("error", reject);
+    srv.listen(0, "127.0.0.1", () => {
+      const { port } = srv.address() as { port: number };
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+export async function waitFor<T>(what: string, probe: () => Promise<T | undefined | false>, timeoutMs = 20000, everyMs = 100): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  while (Date.now() < deadline) {
+    try {
+      const v = await probe();
+      if (v !== undefined && v !== false) return v;
+    } catch (err) {
+      last = err;
+    }
+    await sleep(everyMs);
+  }
+  throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ""}`);
+}
+
+export interface NodeProcess {
+  nodeID: string;
+  port: number;
+  url: string;
+  child: ChildProcess;
+  output: () => string;
+  /** SIGTERM (graceful) or SIGKILL; resolves when the process has exited. */
+  stop(signal?: NodeJS.Signals): Promise<void>;
+}
+
+const running = new Set<ChildProcess>();
+process.on("exit", () => running.forEach((c) => c.kill("SIGKILL")));
+
+function track(child: ChildProcess): () => string {
+  running.add(child);
+  child.on("exit", () => running.delete(child));
+  let out = "";
+  const keep = (b: Buffer) => {
+    out += b.toString();
+    if (out.length > 200_000) out = out.slice(-100_000);
+  };
+  child.stdout?.on("data", keep);
+  child.stderr?.on("data", keep);
+  return () => out;
+}
+
+function stopper(child: ChildProcess) {
+  return (signal: NodeJS.Signals = "SIGTERM") =>
+    new Promise<void>((resolve) => {
+      if (child.exitCode !== null || child.signalCode !== null) return resolve();
+      child.once("exit", () => resolve());
+      child.kill(signal);
+    });
+}
+
+/** Start a Flowmesh node from dist/ (run `npm run build` first; `npm test` does). */
+export async function startNode(env: Record<string, string> = {}, opts: { waitReady?: boolean } = {}): Promise<NodeProcess> {
+  const port = env.PORT ? Number(env.PORT) : await freePort();
+  const nodeID = env.NODEID ?? `node-${port}`;
+  const child = spawn(process.execPath, [path.join(ROOT, "node_modules/moleculer/bin/moleculer-runner.js"), "--config", "dist/moleculer.config.js"], {
+    cwd: ROOT,
+    env: { ...process.env, SERVICEDIR: "dist/services", LOGLEVEL: "warn", NODEID: nodeID, ...env, PORT: String(port) },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  const output = track(child);
+  const url = `http://127.0.0.1:${port}`;
+  const node: NodeProcess = { nodeID, port, url, child, output, stop: stopper(child) };
+  await waitFor(`node ${nodeID} /health`, async () => {
+    if (child.exitCode !== null) throw new Error(`node ${nodeID} exited: ${output()}`);
+    return (await fetch(`${url}/health`)).ok;
+  });
+  if (opts.waitReady !== false) await waitFor(`node ${nodeID} /ready`, async () => (await fetch(`${url}/ready`)).ok);
+  return node;
+}
+
+export function natsServerPath(): string | null {
+  const r = spawnSync("sh", ["-c", "command -v nats-server"], { encoding: "utf8" });
+  return r.status === 0 ? r.stdout.trim() : null;
+}
+
+export interface NatsProcess {
+  url: string;
+  port: number;
+  stop(): Promise<void>;
+}
+
+export async function startNats(port?: number): Promise<NatsProcess> {
+  const bin = natsServerPath();
+  if (!bin) throw new Error("nats-server not found: apt-get install -y nats-server");
+  const p = port ?? (await freePort());
+  const child = spawn(bin, ["-a", "127.0.0.1", "-p", String(p)], { stdio: ["ignore", "pipe", "pipe"] });
+  const output = track(child);
+  await waitFor("nats-server", async () => {
+    if (child.exitCode !== null) throw new Error(`nats-server exited: ${output()}`);
+    return output().includes("Server is ready");
+  });
+  return { url: `nats://127.0.0.1:${p}`, port: p, stop: () => stopper(child)("SIGTERM") };
+}

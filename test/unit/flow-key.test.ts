@@ -1,0 +1,63 @@
+import { decodeFlowKey, encodeFlowKey, keyMatcher } from "../../src/flow-key";
+import { hash32, partitionOf } from "../../src/hash";
+
+const tricky = ["", "a", "\u0000", "\u0001", "\u0002", "\u0000\u0001", "\u0000\u0002", "a\u0000", "\u0000a", "__proto__", "constructor", "🙂", "\t", "a|b", "\uffff", "\ud800"];
+
+describe("flow keys", () => {
+  test("round-trip for every combination of tricky strings", () => {
+    for (const s of tricky) for (const d of tricky) for (const v of tricky) {
+      expect(decodeFlowKey(encodeFlowKey(s, d, v))).toEqual([s, d, v]);
+    }
+  });
+
+  test("injective: distinct tuples never share a key", () => {
+    const seen = new Map<string, string>();
+    for (const s of tricky) for (const d of tricky) for (const v of tricky) {
+      const key = encodeFlowKey(s, d, v);
+      const tuple = JSON.stringify([s, d, v]);
+      expect(seen.get(key) ?? tuple).toBe(tuple);
+      seen.set(key, tuple);
+    }
+    expect(seen.size).toBe(tricky.length ** 3);
+  });
+
+  test("order-preserving: sorting keys sorts tuples by (src, dest, vpc) in code-unit order", () => {
+    const tuples: [string, string, string][] = [];
+    for (const s of tricky) for (const d of tricky.slice(0, 6)) for (const v of tricky.slice(0, 6)) tuples.push([s, d, v]);
+    const cmp = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
+    const byTuple = [...tuples].sort((a, b) => cmp(a[0], b[0]) || cmp(a[1], b[1]) || cmp(a[2], b[2]));
+    const byKey = tuples.map((t) => encodeFlowKey(...t)).sort(cmp).map(decodeFlowKey);
+    expect(byKey).toEqual(byTuple);
+  });
+
+  test("keyMatcher filters exactly and is null without filters", () => {
+    expect(keyMatcher({})).toBeNull();
+    const m = keyMatcher({ src_app: "a\u0000" })!;
+    expect(m(encodeFlowKey("a\u0000", "x", "y"))).toBe(true);
+    expect(m(encodeFlowKey("a", "\u0000x", "y"))).toBe(false);
+  });
+});
+
+describe("hash", () => {
+  test("is stable: these exact values are part of the data format", () => {
+    expect(hash32("")).toBe(hash32(""));
+    expect([hash32("a"), hash32("flowmesh"), hash32("flowmesh", 7)]).toEqual([hash32("a"), hash32("flowmesh"), hash32("flowmesh", 7)]);
+    // Pinned values: a change here re-partitions every existing cluster.
+    expect(hash32("flowmesh")).toBe(PINNED.flowmesh);
+    expect(partitionOf(5, encodeFlowKey("web", "db", "vpc-1"), 256)).toBe(PINNED.partition);
+  });
+
+  test("partitionOf spreads keys evenly and uses the hour", () => {
+    const P = 256;
+    const counts = new Array(P).fill(0);
+    for (let i = 0; i < 256 * 200; i++) counts[partitionOf(i % 24, encodeFlowKey(`app-${i}`, `app-${i * 7}`, "vpc"), P)]++;
+    expect(Math.max(...counts) / 200).toBeLessThan(1.4);
+    expect(Math.min(...counts) / 200).toBeGreaterThan(0.6);
+    const key = encodeFlowKey("a", "b", "c");
+    const hours = new Set(Array.from({ length: 64 }, (_, h) => partitionOf(h, key, P)));
+    expect(hours.size).toBeGreaterThan(40);
+    expect(partitionOf(2 ** 40, key, P)).not.toBe(partitionOf(0, key, P));
+  });
+});
+
+const PINNED = { flowmesh: 2458387822, partition: 70 };

@@ -1,0 +1,104 @@
+import { splitByPartition, groupByPrimary, partitionsByPrimary, type FlowRecord } from "../../src/batching";
+import { encodeFlowKey } from "../../src/flow-key";
+import { mergeRuns, PartitionStore, SumOverflowError } from "../../src/partition-store";
+
+const MAX = Number.MAX_SAFE_INTEGER;
+const rec = (src_app: string, hour: number, bytes_tx: number, bytes_rx = 0, dest_app = "d", vpc_id = "v"): FlowRecord => ({ src_app, dest_app, vpc_id, hour, bytes_tx, bytes_rx });
+const store = () => new PartitionStore({ max: 100, ttlMs: 60_000 });
+const P = 16;
+
+function readAll(s: PartitionStore, hour: number) {
+  const run = s.read(hour, {});
+  return run.keys.map((k, i) => [k, run.tx[i], run.rx[i]]);
+}
+
+describe("PartitionStore", () => {
+  test("sums per key and hour, reads sorted across partitions", () => {
+    const s = store();
+    const records = [rec("b", 1, 1), rec("a", 1, 2, 3), rec("b", 1, 10), rec("c", 2, 5), rec("a", 1, 1)];
+    s.apply(splitByPartition(records, P));
+    expect(readAll(s, 1)).toEqual([
+      [encodeFlowKey("a", "d", "v"), 3, 3],
+      [encodeFlowKey("b", "d", "v"), 11, 0],
+    ]);
+    expect(readAll(s, 2)).toEqual([[encodeFlowKey("c", "d", "v"), 5, 0]]);
+    expect(readAll(s, 3)).toEqual([]);
+    expect(s.flowCount()).toBe(3);
+  });
+
+  test("overflow past 2^53-1 rolls back the whole batch, new keys included", () => {
+    const s = store();
+    s.apply(splitByPartition([rec("big", 1, MAX - 1)], P));
+    const before = JSON.stringify(readAll(s, 1));
+    const batch = [...Array.from({ length: 100 }, (_, i) => rec(`n${i}`, 1, 1, 1)), rec("big", 1, 2), rec("x", 1, 1)];
+    expect(() => s.apply(splitByPartition(batch, P, "k1"))).toThrow(SumOverflowError);
+    expect(JSON.stringify(readAll(s, 1))).toBe(before);
+    expect(s.flowCount()).toBe(1);
+    // the refused batch's key was not remembered: a corrected retry with it applies
+    s.apply(splitByPartition(batch.filter((r) => r.src_app !== "big"), P, "k1"));
+    expect(readAll(s, 1)).toHaveLength(102);
+  });
+
+  test("overflow inside a batch that repeats the key counts the repeats", () => {
+    const s = store();
+    expect(() => s.apply(splitByPartition([rec("k", 1, MAX), rec("k", 1, 1)], P))).toThrow(SumOverflowError);
+    expect(readAll(s, 1)).toEqual([]);
+    s.apply(splitByPartition([rec("k", 1, MAX - 1), rec("k", 1, 1)], P));
+    expect(readAll(s, 1)).toEqual([[encodeFlowKey("k", "d", "v"), MAX, 0]]);
+  });
+
+  test("an idempotency key is applied once per partition", () => {
+    const s = store();
+    const batch = Array.from({ length: 50 }, (_, i) => rec(`s${i}`, 1, i));
+    const first = s.apply(splitByPartition(batch, P, "key"));
+    const second = s.apply(splitByPartition(batch, P, "key"));
+    expect(second.duplicates).toBe(first.applied);
+    expect(second.applied).toBe(0);
+    expect(readAll(s, 1).reduce((a, [, tx]) => a + (tx as number), 0)).toBe(batch.reduce((a, r) => a + r.bytes_tx, 0));
+  });
+
+  test("filters", () => {
+    const s = store();
+    s.apply(splitByPartition([rec("a", 1, 1), rec("b", 1, 1), rec("a", 1, 1, 0, "e")], P));
+    expect(s.read(1, { src_app: "a" }).keys).toEqual([encodeFlowKey("a", "d", "v"), encodeFlowKey("a", "e", "v")]);
+    expect(s.read(1, { dest_app: "e" }).keys).toEqual([encodeFlowKey("a", "e", "v")]);
+  });
+
+  test("reads only the partitions asked for", () => {
+    const s = store();
+    const batches = splitByPartition(Array.from({ length: 100 }, (_, i) => rec(`s${i}`, 1, 1)), P);
+    s.apply(batches);
+    const some = batches.slice(0, 3).map((b) => b.partition);
+    expect(s.read(1, {}, some).keys.length).toBe(batches.slice(0, 3).reduce((a, b) => a + b.entries.length / 4, 0));
+  });
+});
+
+describe("batching", () => {
+  test("splits by partition, each record exactly once, and groups by primary", () => {
+    const records = Array.from({ length: 1000 }, (_, i) => rec(`s${i}`, i % 24, i));
+    const batches = splitByPartition(records, P, "k");
+    expect(batches.reduce((a, b) => a + b.entries.length / 4, 0)).toBe(1000);
+    expect(new Set(batches.map((b) => b.partition)).size).toBe(batches.length);
+    expect(batches.every((b) => b.idempotencyKey === "k")).toBe(true);
+    const owners = Array.from({ length: P }, (_, p) => [p % 2 ? "n1" : "n2"]);
+    const byNode = groupByPrimary(batches, owners);
+    expect([...byNode.keys()].sort()).toEqual(["n1", "n2"]);
+    expect(byNode.get("n1")!.every((b) => b.partition % 2 === 1)).toBe(true);
+    expect(partitionsByPrimary(owners).get("n2")).toEqual([0, 2, 4, 6, 8, 10, 12, 14]);
+    expect(groupByPrimary(batches, []).get(undefined)).toHaveLength(batches.length);
+  });
+});
+
+describe("mergeRuns", () => {
+  test("merges any number of sorted runs into one sorted run", () => {
+    const runs = Array.from({ length: 7 }, (_, r) => {
+      const keys = Array.from({ length: 20 + r }, (_, i) => `k${String(i * 7 + r).padStart(4, "0")}`).sort();
+      return { keys, tx: keys.map((k) => Number(k.slice(1))), rx: keys.map(() => r) };
+    });
+    const merged = mergeRuns(runs);
+    const all = runs.flatMap((run) => run.keys).sort();
+    expect(merged.keys).toEqual(all);
+    merged.keys.forEach((k, i) => expect(merged.tx[i]).toBe(Number(k.slice(1))));
+    expect(mergeRuns([])).toEqual({ keys: [], tx: [], rx: [] });
+  });
+});
