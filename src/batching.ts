@@ -2,8 +2,7 @@
  * The write path's split: a validated batch of records becomes one SubBatch per
  * partition, and the sub-batches are grouped by the node that owns them.
  */
-import { encodeFlowKey } from "./flow-key";
-import { partitionOf } from "./hash";
+import { placeFlow } from "./flow-key";
 import type { SubBatch } from "./partition-store";
 
 export interface FlowRecord {
@@ -20,8 +19,7 @@ export function splitByPartition(records: readonly FlowRecord[], partitions: num
   const byPartition: (SubBatch | undefined)[] = new Array(partitions);
   for (let i = 0; i < records.length; i++) {
     const r = records[i];
-    const key = encodeFlowKey(r.src_app, r.dest_app, r.vpc_id);
-    const p = partitionOf(r.hour, key, partitions);
+    const { key, partition: p } = placeFlow(r.src_app, r.dest_app, r.vpc_id, r.hour, partitions);
     let batch = byPartition[p];
     if (batch === undefined) {
       batch = idempotencyKey === undefined ? { partition: p, entries: [] } : { partition: p, entries: [], idempotencyKey };

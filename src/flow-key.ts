@@ -12,6 +12,8 @@
  * of the key: partitions index flows by hour.
  */
 
+import { partitionOfPieces } from "./hash";
+
 export const SEP = "\u0000\u0001";
 const NUL = "\u0000";
 const ESCAPED_NUL = "\u0000\u0002";
@@ -28,6 +30,14 @@ function unescape(s: string): string {
 
 export function encodeFlowKey(srcApp: string, destApp: string, vpcId: string): string {
   return escape(srcApp) + SEP + escape(destApp) + SEP + escape(vpcId);
+}
+
+/** The encoded key of a flow and its partition (partitionOf of that key), in one pass. */
+export function placeFlow(srcApp: string, destApp: string, vpcId: string, hour: number, partitions: number): { key: string; partition: number } {
+  const s = escape(srcApp);
+  const d = escape(destApp);
+  const v = escape(vpcId);
+  return { key: s + SEP + d + SEP + v, partition: partitionOfPieces(hour, s, SEP, d, SEP, v, partitions) };
 }
 
 export function decodeFlowKey(key: string): [srcApp: string, destApp: string, vpcId: string] {

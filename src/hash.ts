@@ -25,9 +25,8 @@ export function fmix32(h: number): number {
   return h >>> 0;
 }
 
-/** FNV-1a over UTF-16 code units, unfinalized (building block for hash32 and partitionOf). */
-function fnv1a(s: string, seed: number): number {
-  let h = (FNV_OFFSET ^ seed) | 0;
+/** FNV-1a over UTF-16 code units, continuing from h (building block for hash32 and partitionOf). */
+function fnv1a(s: string, h: number): number {
   for (let i = 0; i < s.length; i++) {
     h = Math.imul(h ^ s.charCodeAt(i), FNV_PRIME);
   }
@@ -36,7 +35,7 @@ function fnv1a(s: string, seed: number): number {
 
 /** Stable, well-mixed unsigned 32-bit hash of a string. */
 export function hash32(s: string, seed = 0): number {
-  return fmix32(fnv1a(s, seed));
+  return fmix32(fnv1a(s, (FNV_OFFSET ^ seed) | 0));
 }
 
 /**
@@ -44,7 +43,19 @@ export function hash32(s: string, seed = 0): number {
  * The hour (a safe integer) is folded in as its low and high 32-bit words.
  */
 export function partitionOf(hour: number, flowKey: string, partitions: number): number {
-  let h = fnv1a(flowKey, 0);
+  return partitionOfHash(hour, fnv1a(flowKey, FNV_OFFSET), partitions);
+}
+
+/**
+ * partitionOf for a key given in pieces a + b + c + d + e: FNV-1a streams, so the
+ * result is identical, and hashing the parser's flat strings avoids walking the
+ * concatenated key (a V8 rope) character by character.
+ */
+export function partitionOfPieces(hour: number, a: string, b: string, c: string, d: string, e: string, partitions: number): number {
+  return partitionOfHash(hour, fnv1a(e, fnv1a(d, fnv1a(c, fnv1a(b, fnv1a(a, FNV_OFFSET))))), partitions);
+}
+
+function partitionOfHash(hour: number, h: number, partitions: number): number {
   h = Math.imul(h ^ (hour >>> 0), FNV_PRIME);
   h = Math.imul(h ^ Math.floor(hour / 4294967296), FNV_PRIME);
   return fmix32(h) % partitions;

@@ -1,4 +1,4 @@
-import { decodeFlowKey, encodeFlowKey, keyMatcher } from "../../src/flow-key";
+import { decodeFlowKey, encodeFlowKey, keyMatcher, placeFlow } from "../../src/flow-key";
 import { hash32, partitionOf } from "../../src/hash";
 
 const tricky = ["", "a", "\u0000", "\u0001", "\u0002", "\u0000\u0001", "\u0000\u0002", "a\u0000", "\u0000a", "__proto__", "constructor", "🙂", "\t", "a|b", "\uffff", "\ud800"];
@@ -61,3 +61,13 @@ describe("hash", () => {
 });
 
 const PINNED = { flowmesh: 2458387822, partition: 70 };
+
+describe("placeFlow", () => {
+  test("equals encodeFlowKey + partitionOf, NULs included", () => {
+    for (const s of tricky) for (const d of tricky) for (const h of [0, 7, 2 ** 40 + 3]) {
+      const { key, partition } = placeFlow(s, d, "v", h, 97);
+      expect(key).toBe(encodeFlowKey(s, d, "v"));
+      expect(partition).toBe(partitionOf(h, key, 97));
+    }
+  });
+});

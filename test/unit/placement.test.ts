@@ -207,6 +207,36 @@ describe("rebalancePartitions: the balanced table to publish", () => {
     expect([...primaryCounts(owners, ["a", "b"]).values()]).toEqual([4, 4]);
   });
 
+  test("only over-quota nodes give up primaries, whichever nodes hold the larger quotas", () => {
+    // P = 11 over a..d, balanced as 2,3,3,3: the spare quotas are NOT on the first id.
+    const previous: Owners = ["a", "a", "b", "b", "b", "c", "c", "c", "d", "d", "d"].map((id) => [id]);
+    const joined = rebalancePartitions(previous, ["e", "a", "b", "c", "d"], 11, 1);
+    const moved = movedPrimaries(previous, joined);
+    expect(moved).toHaveLength(2); // e's share of 11 over 5 nodes
+    expect(moved.filter((m) => m.to !== "e")).toEqual([]);
+    const left = rebalancePartitions(previous, ["a", "b", "c"], 11, 1);
+    const movedOnLeave = movedPrimaries(previous, left);
+    expect(movedOnLeave).toHaveLength(3);
+    expect(movedOnLeave.filter((m) => m.from !== "d")).toEqual([]);
+    expect([...primaryCounts(left).values()].sort()).toEqual([3, 4, 4]);
+  });
+
+  test("a lost primary's partitions go to their live replicas when those have quota left", () => {
+    // a's three partitions are replicated on b, c and d; every other partition on a.
+    const previous: Owners = [
+      ["a", "b"], ["a", "c"], ["a", "d"],
+      ["b", "a"], ["b", "a"], ["b", "a"],
+      ["c", "a"], ["c", "a"], ["c", "a"],
+      ["d", "a"], ["d", "a"], ["d", "a"],
+    ];
+    const after = rebalancePartitions(previous, ["b", "c", "d"], 12, 2);
+    expect(movedPrimaries(previous, after)).toEqual([
+      { partition: 0, from: "a", to: "b" },
+      { partition: 1, from: "a", to: "c" },
+      { partition: 2, from: "a", to: "d" },
+    ]);
+  });
+
   test("keeps a balanced previous table unchanged, and treats [] as no previous table", () => {
     const nodes = FAMILIES.hex(7);
     const table = rebalancePartitions(null, nodes, P, 2);
