@@ -117,6 +117,25 @@ export class HourTable {
   }
 }
 
+/** [hour, keys, bytes_tx sums, bytes_rx sums] of one hour, as a snapshot carries it. */
+export type SnapshotHour = [hour: number, keys: string[], tx: number[], rx: number[]];
+
+export interface SnapshotChunk {
+  partition: number;
+  hours: SnapshotHour[];
+  /** Idempotency keys the partition remembers, with their remaining lifetime in ms. */
+  dedupe: [key: string, ttlMs: number][];
+}
+
+/**
+ * Upper bound of a key's bytes once JSON-encoded with its sums: a UTF-16 unit takes at
+ * most 3 UTF-8 bytes, and a NUL is escaped as 6 characters but is 1 unit of 2 (it
+ * always comes in a pair with 0x01/0x02, which escape to 6 too): 6 per unit is safe.
+ */
+export function estimateKeyBytes(key: string): number {
+  return key.length * 3 + (key.indexOf("\u0000") === -1 ? 0 : key.length * 3) + 48;
+}
+
 /** One partition: hours -> HourTable, plus the idempotency keys it has applied. */
 export class Partition {
   readonly hours = new Map<number, HourTable>();
@@ -126,13 +145,30 @@ export class Partition {
 
   constructor(readonly id: number, private readonly dedupeOptions: DedupeOptions) {}
 
+  /** The remembered idempotency keys and their remaining lifetimes (ms), for snapshots. */
+  dedupeEntries(): [key: string, ttlMs: number][] {
+    if (this.dedupe === null) return [];
+    const out: [string, number][] = [];
+    for (const key of this.dedupe.keys()) {
+      const ttl = this.dedupe.getRemainingTTL(key);
+      if (ttl > 0) out.push([key, Math.ceil(ttl)]);
+    }
+    return out;
+  }
+
+  rememberFor(idempotencyKey: string, ttlMs: number): void {
+    this.rememberApplied(idempotencyKey);
+    this.dedupe!.set(idempotencyKey, true, { ttl: ttlMs });
+  }
+
   hasApplied(idempotencyKey: string): boolean {
     return this.dedupe !== null && this.dedupe.has(idempotencyKey);
   }
 
   rememberApplied(idempotencyKey: string): void {
     if (this.dedupe === null) {
-      this.dedupe = new LRUCache<string, true>({ max: this.dedupeOptions.max, ttl: this.dedupeOptions.ttlMs });
+      // maxSize rather than max: lru-cache preallocates `max` slots, and most partitions never see a key.
+      this.dedupe = new LRUCache<string, true>({ maxSize: this.dedupeOptions.max, sizeCalculation: () => 1, ttl: this.dedupeOptions.ttlMs });
     }
     this.dedupe.set(idempotencyKey, true);
   }
@@ -242,6 +278,62 @@ export class PartitionStore {
       if (run) runs.push(run);
     }
     return mergeRuns(runs);
+  }
+
+  /**
+   * A point-in-time copy of one partition, in chunks of bounded encoded size (the
+   * transport refuses large messages). Synchronous: no write can interleave.
+   */
+  snapshot(id: number, maxChunkBytes: number): SnapshotChunk[] {
+    const p = this.partitions.get(id);
+    const chunks: SnapshotChunk[] = [];
+    let chunk: SnapshotChunk = { partition: id, hours: [], dedupe: p ? p.dedupeEntries() : [] };
+    let bytes = chunk.dedupe.reduce((a, [k]) => a + k.length + 24, 64);
+    if (p) {
+      for (const [hour, table] of p.hours) {
+        let run: SnapshotHour | null = null;
+        for (let slot = 0; slot < table.size; slot++) {
+          const key = table.keys[slot];
+          const size = estimateKeyBytes(key);
+          if (run === null || bytes + size > maxChunkBytes) {
+            if (bytes + size > maxChunkBytes && (chunk.hours.length > 0 || chunk.dedupe.length > 0)) {
+              chunks.push(chunk);
+              chunk = { partition: id, hours: [], dedupe: [] };
+              bytes = 64;
+            }
+            run = [hour, [], [], []];
+            chunk.hours.push(run);
+            bytes += 24;
+          }
+          run[1].push(key);
+          run[2].push(table.tx[slot]);
+          run[3].push(table.rx[slot]);
+          bytes += size;
+        }
+      }
+    }
+    chunks.push(chunk);
+    return chunks;
+  }
+
+  /** Add a snapshot chunk into a partition (sums add up: chunks of one snapshot never overlap). */
+  loadChunk(chunk: SnapshotChunk): void {
+    const p = this.partition(chunk.partition);
+    for (const [hour, keys, tx, rx] of chunk.hours) {
+      const table = p.hourTable(hour);
+      for (let i = 0; i < keys.length; i++) {
+        const before = table.size;
+        const slot = table.slotOf(keys[i]);
+        if (table.size !== before) p.flowCount++;
+        table.tx[slot] += tx[i];
+        table.rx[slot] += rx[i];
+      }
+    }
+    for (const [key, ttl] of chunk.dedupe) p.rememberFor(key, ttl);
+  }
+
+  drop(id: number): void {
+    this.partitions.delete(id);
   }
 
   flowCount(): number {
