@@ -6,6 +6,7 @@
  */
 import type { BrokerOptions } from "moleculer";
 import { readSettings } from "./src/settings";
+import GracefulLeave from "./mixins/graceful-leave.middleware";
 
 const config: BrokerOptions & { flowmesh: ReturnType<typeof readSettings> } = {
   namespace: process.env.NAMESPACE || "flowmesh",
@@ -21,12 +22,18 @@ const config: BrokerOptions & { flowmesh: ReturnType<typeof readSettings> } = {
   heartbeatTimeout: 3,
   requestTimeout: 10 * 1000,
   retryPolicy: { enabled: false },
-  // Ownership is decided by Flowmesh's placement; calls name their target node.
-  registry: { strategy: "RoundRobin", preferLocal: false },
+  // Calls to shard actions name their node (Flowmesh's placement decides ownership).
+  // preferLocal keeps api -> flows in process: a request body never crosses NATS whole.
+  registry: { strategy: "RoundRobin", preferLocal: true },
   // New-style custom checks: string limits count Unicode characters (src/validation.ts).
   validator: { type: "Fastest", options: { useNewCustomCheckerFunction: true } },
   metrics: { enabled: false },
   tracing: { enabled: false },
+  // The coordinator is the oldest live shard node.
+  metadata: { startedAt: Date.now() },
+  // SIGTERM/SIGINT: a shard node hands its partitions off before the broker stops.
+  skipProcessEventRegistration: true,
+  middlewares: [GracefulLeave],
   flowmesh: readSettings(process.env),
 };
 

@@ -1,9 +1,13 @@
 /**
- * Shared by Flowmesh's services: the settings, and the placement table this node
- * currently acts on. In the embedded default (no transporter) the local node owns
- * every partition from the start; in a cluster the table arrives from the coordinator.
+ * Shared by Flowmesh's services: the settings, the placement table this node acts
+ * on, and who the coordinator is.
+ *
+ * In the embedded default (no transporter) the local node owns every partition from
+ * the start. In a cluster the coordinator (the oldest live shard node) publishes each
+ * new table as the `flowmesh.placement` event; a node keeps the table with the highest
+ * epoch it has seen, and asks for it when it starts or when an owner refuses its work.
  */
-import type { ServiceSchema } from "moleculer";
+import type { Context, ServiceSchema } from "moleculer";
 import { placePartitions, type Owners } from "../src/placement";
 import { readSettings, type FlowmeshSettings } from "../src/settings";
 
@@ -12,18 +16,105 @@ export interface PlacementTable {
   epoch: number;
   /** owners[p] = [primary, ...replicas]. */
   owners: Owners;
+  /** Node that published it. */
+  coordinator: string;
 }
+
+export const SHARD_SERVICE = "flow-shard";
+export const PLACEMENT_EVENT = "flowmesh.placement";
 
 export function settingsOf(broker: { options: object }): FlowmeshSettings {
   return (broker.options as { flowmesh?: FlowmeshSettings }).flowmesh ?? readSettings(process.env);
 }
 
+/** The part of Moleculer's registry used here (getNodeList is missing from its typings). */
+interface Registry {
+  getServiceList(opts: object): { name: string; nodeID: string }[];
+  getNodeList(opts: object): NodeInfo[];
+}
+
+interface NodeInfo {
+  id: string;
+  available: boolean;
+  metadata?: { startedAt?: number };
+}
+
 const FlowmeshMixin: Partial<ServiceSchema> = {
+  events: {
+    [PLACEMENT_EVENT](ctx: Context<PlacementTable>) {
+      this.adoptPlacement(ctx.params);
+    },
+  },
+
+  methods: {
+    /** Keep the table if it is newer than ours; true when adopted. */
+    adoptPlacement(table: PlacementTable): boolean {
+      const current: PlacementTable | null = this.placement;
+      if (current !== null && table.epoch <= current.epoch) return false;
+      this.placement = table;
+      if (typeof this.placementChanged === "function") this.placementChanged(table, current);
+      return true;
+    },
+
+    /** Live shard nodes, oldest first (by start time, then id). */
+    shardNodes(): string[] {
+      const registry = this.broker.registry as unknown as Registry;
+      const withShard = new Set<string>(
+        registry
+          .getServiceList({ onlyAvailable: true, skipInternal: true })
+          .filter((s) => s.name === SHARD_SERVICE)
+          .map((s) => s.nodeID),
+      );
+      const nodes = registry.getNodeList({ onlyAvailable: true, withServices: false }).filter((n) => withShard.has(n.id));
+      const started = (n: NodeInfo) => n.metadata?.startedAt ?? 0;
+      nodes.sort((a, b) => started(a) - started(b) || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+      return nodes.map((n) => n.id);
+    },
+
+    coordinatorID(): string | null {
+      if (!this.broker.transit) return this.broker.nodeID;
+      return this.shardNodes()[0] ?? null;
+    },
+
+    /** Ask the shard nodes for their table; adopt the newest. */
+    async refreshPlacement(): Promise<PlacementTable | null> {
+      if (!this.broker.transit) return this.placement;
+      const nodes: string[] = this.shardNodes().filter((n: string) => n !== this.broker.nodeID);
+      const coordinator = this.coordinatorID();
+      // The coordinator's table is the newest there is; ask it first and the others only if it fails.
+      const order = coordinator && nodes.includes(coordinator) ? [coordinator, ...nodes.filter((n) => n !== coordinator)] : nodes;
+      for (const nodeID of order.slice(0, 3)) {
+        try {
+          const table = (await this.broker.call(`${SHARD_SERVICE}.placement`, {}, { nodeID, timeout: 2000 })) as PlacementTable | null;
+          if (table) {
+            this.adoptPlacement(table);
+            return this.placement;
+          }
+        } catch {
+          /* try the next node */
+        }
+      }
+      return this.placement;
+    },
+  },
+
   created() {
     this.flowmesh = settingsOf(this.broker);
     this.placement = this.broker.transit
       ? null
-      : ({ epoch: 1, owners: placePartitions([this.broker.nodeID], this.flowmesh.partitions, 1) } satisfies PlacementTable);
+      : ({ epoch: 1, owners: placePartitions([this.broker.nodeID], this.flowmesh.partitions, 1), coordinator: this.broker.nodeID } satisfies PlacementTable);
+  },
+
+  started() {
+    if (!this.broker.transit) return;
+    // Safety net for a missed broadcast: tables are small and epochs tell which is newer.
+    this.placementRefreshTimer = setInterval(() => this.refreshPlacement().catch(() => undefined), 2000);
+    this.placementRefreshTimer.unref();
+    this.refreshPlacement().catch(() => undefined);
+  },
+
+  stopped() {
+    if (this.placementRefreshTimer) clearInterval(this.placementRefreshTimer);
   },
 };
 

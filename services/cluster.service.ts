@@ -1,13 +1,16 @@
 /**
- * cluster: what the cluster looks like right now (`cluster.status`, `cluster.ready`).
+ * cluster: what the cluster looks like right now (`cluster.status`, `cluster.ready`),
+ * gathered from the placement table and every shard node's counts.
  */
 import { Errors, type Context, type ServiceSchema } from "moleculer";
-import FlowmeshMixin, { type PlacementTable } from "../mixins/flowmesh.mixin";
+import FlowmeshMixin, { SHARD_SERVICE, type PlacementTable } from "../mixins/flowmesh.mixin";
 
 interface ShardStats {
   nodeID: string;
   flows: number;
   partitions: Record<number, number>;
+  loading: number[];
+  handoffs: { partition: number; from: string; to: string; chunks: number; sent: number; flows: number; startedAt: number }[];
 }
 
 const ClusterService: ServiceSchema = {
@@ -17,35 +20,43 @@ const ClusterService: ServiceSchema = {
   actions: {
     status: {
       async handler(ctx: Context) {
-        const table: PlacementTable | null = this.placement;
+        const table: PlacementTable | null = this.placement ?? (await this.refreshPlacement());
         const owners = table?.owners ?? [];
-        const shardNodes = Array.from(new Set(owners.flatMap((o) => o)));
-        const stats: ShardStats[] = await Promise.all(shardNodes.map((nodeID) => ctx.call<ShardStats, object>("flow-shard.stats", {}, { nodeID })));
-        const flowsByPartition = new Map<number, number>();
-        for (const s of stats) for (const [p, n] of Object.entries(s.partitions)) flowsByPartition.set(Number(p), n);
+        const shardNodes: string[] = this.broker.transit ? this.shardNodes() : [this.broker.nodeID];
+        const stats = (
+          await Promise.all(shardNodes.map((nodeID) => ctx.call<ShardStats, object>(`${SHARD_SERVICE}.stats`, {}, { nodeID, timeout: 3000 }).catch(() => null)))
+        ).filter((s): s is ShardStats => s !== null);
+        const primaryFlows = new Map<number, number>();
+        for (const s of stats) {
+          for (const [p, n] of Object.entries(s.partitions)) if (owners[Number(p)]?.[0] === s.nodeID) primaryFlows.set(Number(p), n);
+        }
+        const replicas = this.broker.transit ? Math.min(this.flowmesh.replicas, Math.max(shardNodes.length, 1)) : 1;
         return {
           nodeID: this.broker.nodeID,
+          namespace: this.broker.namespace,
           mode: this.broker.transit ? "cluster" : "embedded",
-          coordinator: this.coordinator ?? this.broker.nodeID,
+          coordinator: this.coordinatorID(),
           epoch: table?.epoch ?? 0,
           partitionCount: this.flowmesh.partitions,
-          replicas: owners[0]?.length ?? 0,
+          replicas,
           nodes: stats.map((s) => ({
             nodeID: s.nodeID,
             flows: s.flows,
+            primaryFlows: Object.entries(s.partitions).reduce((a, [p, n]) => (owners[Number(p)]?.[0] === s.nodeID ? a + n : a), 0),
             primaries: owners.filter((o) => o[0] === s.nodeID).length,
             replicas: owners.filter((o) => o.indexOf(s.nodeID) > 0).length,
           })),
-          partitions: owners.map((o, p) => ({ partition: p, primary: o[0] ?? null, replicas: o.slice(1), flows: flowsByPartition.get(p) ?? 0 })),
-          handoffs: [],
+          partitions: owners.map((o, p) => ({ partition: p, primary: o[0] ?? null, replicas: o.slice(1), flows: primaryFlows.get(p) ?? 0 })),
+          underReplicated: owners.map((o, p) => ({ partition: p, copies: o.length })).filter((x) => x.copies < replicas).map((x) => x.partition),
+          handoffs: stats.flatMap((s) => s.handoffs.map((h) => ({ ...h, progress: h.chunks === 0 ? 1 : h.sent / h.chunks }))),
         };
       },
     },
 
-    /** Resolves when this node has a placement in which every partition has a primary; 503 otherwise. */
+    /** Ready when this node has a placement in which every partition has a primary; 503 otherwise. */
     ready: {
-      handler() {
-        const table: PlacementTable | null = this.placement;
+      async handler() {
+        const table: PlacementTable | null = this.placement ?? (await this.refreshPlacement());
         const missing = table === null ? this.flowmesh.partitions : table.owners.filter((o) => o.length === 0).length;
         if (missing > 0) throw new Errors.MoleculerRetryableError(`${missing} partition(s) have no primary`, 503, "NOT_READY", { missing });
         return { ready: true, epoch: table!.epoch };

@@ -1,54 +1,488 @@
 /**
- * flow-shard: the stateful actor host. Runs the partitions placed on this node and
- * applies their sub-batches; serves their hours to reads.
+ * flow-shard: the stateful actor host. Runs the partitions placed on this node:
+ * applies writes as a primary and forwards them synchronously to the partition's
+ * other copies, applies forwarded writes as a copy, serves reads, streams snapshots to
+ * new copies, and, on the coordinator (the oldest shard node), moves partitions
+ * between nodes. The algorithm is in src/transition.ts; this is its plumbing.
  */
+import { randomUUID } from "crypto";
 import { Errors, type Context, type ServiceSchema } from "moleculer";
-import FlowmeshMixin from "../mixins/flowmesh.mixin";
-import { PartitionStore, SumOverflowError, type SubBatch } from "../src/partition-store";
+import FlowmeshMixin, { PLACEMENT_EVENT, SHARD_SERVICE, type PlacementTable } from "../mixins/flowmesh.mixin";
+import { packMessages } from "../src/batching";
 import type { FlowFilter } from "../src/flow-key";
+import { PartitionStore, SumOverflowError, estimateKeyBytes, type FlowRun, type SnapshotChunk, type SubBatch } from "../src/partition-store";
+import { rebalancePartitions } from "../src/placement";
+import { ownerNodes, planTransition, withoutNodes, type PartitionChange } from "../src/transition";
+
+/** Under NATS's default 1 MB payload limit, with room for Moleculer's envelope. */
+export const MESSAGE_BYTES = 512 * 1024;
+/** Partitions moved at the same time. */
+const HANDOFF_CONCURRENCY = Number(process.env.HANDOFF_CONCURRENCY) || 4;
+/** A copy that never became an owner, or a release never followed by a new table, is abandoned after this. */
+const ABANDON_MS = 60_000;
+const READ_CURSOR_MS = 30_000;
+
+function wrongOwner(partitions: number[], epoch: number | undefined): Errors.MoleculerRetryableError {
+  return new Errors.MoleculerRetryableError(`Not the serving owner of partition(s) ${partitions.slice(0, 8).join(", ")}${partitions.length > 8 ? ", ..." : ""}`, 503, "WRONG_OWNER", { partitions, epoch });
+}
+
+interface Handoff {
+  partition: number;
+  from: string;
+  to: string;
+  chunks: number;
+  sent: number;
+  flows: number;
+  startedAt: number;
+}
+
+interface ReadCursor {
+  run: FlowRun;
+  offset: number;
+  expires: number;
+}
+
+/** The next page of a run: consecutive flows up to maxBytes. */
+function page(run: FlowRun, offset: number, maxBytes: number): { run: FlowRun; next: number } {
+  let bytes = 0;
+  let end = offset;
+  while (end < run.keys.length && (end === offset || bytes + estimateKeyBytes(run.keys[end]) <= maxBytes)) {
+    bytes += estimateKeyBytes(run.keys[end]);
+    end++;
+  }
+  return { run: { keys: run.keys.slice(offset, end), tx: run.tx.slice(offset, end), rx: run.rx.slice(offset, end) }, next: end };
+}
 
 const FlowShardService: ServiceSchema = {
-  name: "flow-shard",
+  name: SHARD_SERVICE,
   mixins: [FlowmeshMixin],
 
   actions: {
-    /** Apply sub-batches atomically (all or nothing). Internal: reached by `flows`. */
+    /** Primary write path (from `flows`): apply atomically, forward to the copies, then answer. */
     apply: {
       visibility: "public",
-      handler(ctx: Context<{ epoch: number; batches: SubBatch[] }>) {
+      async handler(ctx: Context<{ epoch: number; batches: SubBatch[] }>) {
+        const { batches } = ctx.params;
+        const refused = batches.filter((b) => !this.servesAsPrimary(b.partition)).map((b) => b.partition);
+        if (refused.length > 0) throw wrongOwner(refused, this.placement?.epoch);
+        for (const b of batches) this.inflight.set(b.partition, (this.inflight.get(b.partition) ?? 0) + 1);
         try {
-          return this.store.apply(ctx.params.batches);
-        } catch (err) {
-          if (err instanceof SumOverflowError) {
-            throw new Errors.MoleculerClientError(err.message, 422, "SUM_OVERFLOW", { flow: err.flow, field: err.field });
+          let result;
+          try {
+            result = this.store.apply(batches);
+          } catch (err) {
+            if (err instanceof SumOverflowError) {
+              throw new Errors.MoleculerClientError(err.message, 422, "SUM_OVERFLOW", { flow: err.flow, field: err.field });
+            }
+            throw err;
           }
-          throw err;
+          // Duplicates are forwarded too: a retry after a failed forward must reach the copies (they dedupe).
+          await this.forward(batches);
+          return result;
+        } finally {
+          for (const b of batches) this.inflight.set(b.partition, this.inflight.get(b.partition) - 1);
         }
       },
     },
 
-    /** The sorted flows of an hour over the given partitions. */
+    /** A copy's write path: apply what a primary forwards (queued while the copy is loading). */
+    replicate: {
+      visibility: "public",
+      handler(ctx: Context<{ batches: SubBatch[] }>) {
+        const now: SubBatch[] = [];
+        for (const b of ctx.params.batches) {
+          const queue = this.loading.get(b.partition);
+          if (queue) queue.push(b);
+          else if (this.holdsCopy(b.partition)) now.push(b);
+          else throw wrongOwner([b.partition], this.placement?.epoch);
+        }
+        return this.store.apply(now);
+      },
+    },
+
+    /** Before a snapshot arrives: start a fresh copy and queue forwarded writes. */
+    prepareCopy: {
+      visibility: "public",
+      handler(ctx: Context<{ partition: number }>) {
+        const { partition } = ctx.params;
+        this.store.drop(partition);
+        this.store.partition(partition);
+        this.loading.set(partition, []);
+        this.awaitingSwitch.set(partition, Date.now());
+        return { ok: true };
+      },
+    },
+
+    /** A snapshot chunk; the last one also applies the writes queued meanwhile. */
+    loadChunk: {
+      visibility: "public",
+      handler(ctx: Context<{ chunk: SnapshotChunk; last: boolean }>) {
+        const { chunk, last } = ctx.params;
+        const queue = this.loading.get(chunk.partition);
+        if (!queue) throw new Errors.MoleculerError(`Partition ${chunk.partition} is not being loaded here`, 409, "NOT_LOADING");
+        this.store.loadChunk(chunk);
+        if (last) {
+          this.loading.delete(chunk.partition);
+          if (queue.length > 0) this.store.apply(queue);
+        }
+        return { flows: this.store.partitions.get(chunk.partition)?.flowCount ?? 0 };
+      },
+    },
+
+    /** On a primary: give `to` a copy (snapshot + writes meanwhile). Resolves when `to` holds it. */
+    addCopy: {
+      visibility: "public",
+      timeout: 0,
+      async handler(ctx: Context<{ partition: number; to: string }>) {
+        const { partition, to } = ctx.params;
+        if (!this.holdsCopy(partition)) throw wrongOwner([partition], this.placement?.epoch);
+        await ctx.call(`${SHARD_SERVICE}.prepareCopy`, { partition }, { nodeID: to });
+        // Snapshot and start forwarding in the same tick: every write is in one or the other.
+        const chunks: SnapshotChunk[] = this.store.snapshot(partition, MESSAGE_BYTES);
+        let copies = this.pendingCopies.get(partition);
+        if (!copies) this.pendingCopies.set(partition, (copies = new Map()));
+        copies.set(to, Date.now());
+        const flows = this.store.partitions.get(partition)?.flowCount ?? 0;
+        const handoff: Handoff = { partition, from: this.broker.nodeID, to, chunks: chunks.length, sent: 0, flows, startedAt: Date.now() };
+        const id = randomUUID();
+        this.handoffs.set(id, handoff);
+        try {
+          for (let i = 0; i < chunks.length; i++) {
+            await ctx.call(`${SHARD_SERVICE}.loadChunk`, { chunk: chunks[i], last: i === chunks.length - 1 }, { nodeID: to });
+            handoff.sent = i + 1;
+          }
+          return { partition, to, flows, chunks: chunks.length, ms: Date.now() - handoff.startedAt };
+        } catch (err) {
+          copies.delete(to);
+          throw err;
+        } finally {
+          this.handoffs.delete(id);
+        }
+      },
+    },
+
+    /** On the old primary: stop serving the partition, once its writes in flight are done. */
+    release: {
+      visibility: "public",
+      async handler(ctx: Context<{ partition: number }>) {
+        const { partition } = ctx.params;
+        this.released.set(partition, Date.now());
+        while ((this.inflight.get(partition) ?? 0) > 0) await new Promise((r) => setTimeout(r, 2));
+        return { ok: true };
+      },
+    },
+
+    /** The sorted flows of an hour over the given partitions; paged when the caller is remote. */
     read: {
       visibility: "public",
       handler(ctx: Context<{ epoch: number; hour: number; filter: FlowFilter; partitions: number[] }>) {
         const { hour, filter, partitions } = ctx.params;
-        return this.store.read(hour, filter, partitions);
+        const refused = partitions.filter((p) => !this.servesAsPrimary(p));
+        if (refused.length > 0) throw wrongOwner(refused, this.placement?.epoch);
+        const run: FlowRun = this.store.read(hour, filter, partitions);
+        if (ctx.nodeID === this.broker.nodeID) return { run, cursor: null };
+        return this.firstPage(run);
       },
     },
 
-    /** Flow counts of the hosted partitions. */
+    readMore: {
+      visibility: "public",
+      handler(ctx: Context<{ cursor: string }>) {
+        const cursor: ReadCursor | undefined = this.cursors.get(ctx.params.cursor);
+        if (!cursor) throw new Errors.MoleculerRetryableError("Read cursor expired", 503, "CURSOR_EXPIRED");
+        const { run, next } = page(cursor.run, cursor.offset, MESSAGE_BYTES);
+        cursor.offset = next;
+        if (next >= cursor.run.keys.length) this.cursors.delete(ctx.params.cursor);
+        return { run, cursor: next >= cursor.run.keys.length ? null : ctx.params.cursor };
+      },
+    },
+
+    placement: {
+      visibility: "public",
+      handler() {
+        return this.placement;
+      },
+    },
+
+    /** Flow counts of the held partitions and handoffs this node is sending. */
     stats: {
       visibility: "public",
       handler() {
         const partitions: Record<number, number> = {};
         for (const [id, p] of (this.store as PartitionStore).partitions) partitions[id] = p.flowCount;
-        return { nodeID: this.broker.nodeID, flows: this.store.flowCount(), partitions };
+        return {
+          nodeID: this.broker.nodeID,
+          flows: this.store.flowCount(),
+          partitions,
+          loading: [...this.loading.keys()],
+          handoffs: [...(this.handoffs as Map<string, Handoff>).values()],
+        };
       },
+    },
+
+    /** On the coordinator: move every partition off `nodeID`; resolves when it owns none. */
+    leave: {
+      visibility: "public",
+      timeout: 0,
+      async handler(ctx: Context<{ nodeID: string }>) {
+        return this.drain(ctx.params.nodeID);
+      },
+    },
+  },
+
+  events: {
+    "$node.connected"() {
+      this.reconcileSoon();
+    },
+    "$node.disconnected"(ctx: Context<{ node: { id: string } }>) {
+      const gone = ctx.params.node.id;
+      for (const copies of this.pendingCopies.values()) copies.delete(gone);
+      this.reconcileSoon();
+    },
+    "$services.changed"() {
+      this.reconcileSoon();
+    },
+  },
+
+  methods: {
+    servesAsPrimary(partition: number): boolean {
+      const table: PlacementTable | null = this.placement;
+      return table !== null && table.owners[partition]?.[0] === this.broker.nodeID && !this.released.has(partition) && !this.loading.has(partition);
+    },
+
+    holdsCopy(partition: number): boolean {
+      const table: PlacementTable | null = this.placement;
+      return (table !== null && table.owners[partition]?.includes(this.broker.nodeID)) || (this.awaitingSwitch.has(partition) && !this.loading.has(partition));
+    },
+
+    /** Every other copy of the partition: its owners, and nodes being given a copy. */
+    followersOf(partition: number): string[] {
+      const owners: string[] = this.placement?.owners[partition] ?? [];
+      const pending: Map<string, number> | undefined = this.pendingCopies.get(partition);
+      if (owners.length <= 1 && !pending) return [];
+      const me = this.broker.nodeID;
+      const out = owners.filter((n) => n !== me);
+      if (pending) for (const n of pending.keys()) if (n !== me && !out.includes(n)) out.push(n);
+      return out;
+    },
+
+    async forward(batches: SubBatch[]): Promise<void> {
+      let byNode: Map<string, SubBatch[]> | null = null;
+      for (const b of batches) {
+        const followers: string[] = this.followersOf(b.partition);
+        for (const n of followers) {
+          if (byNode === null) byNode = new Map();
+          let list = byNode.get(n);
+          if (!list) byNode.set(n, (list = []));
+          list.push(b);
+        }
+      }
+      if (byNode === null) return;
+      await Promise.all(
+        Array.from(byNode, ([nodeID, list]) =>
+          Promise.all(packMessages(list, MESSAGE_BYTES).map((message) => this.broker.call(`${SHARD_SERVICE}.replicate`, { batches: message }, { nodeID }))),
+        ),
+      );
+    },
+
+    firstPage(run: FlowRun) {
+      const first = page(run, 0, MESSAGE_BYTES);
+      if (first.next >= run.keys.length) return { run, cursor: null };
+      const id = randomUUID();
+      this.cursors.set(id, { run, offset: first.next, expires: Date.now() + READ_CURSOR_MS } satisfies ReadCursor);
+      return { run: first.run, cursor: id };
+    },
+
+    /** A new table: forget what it makes moot, drop partitions this node no longer holds. */
+    placementChanged(table: PlacementTable) {
+      const me = this.broker.nodeID;
+      for (const p of [...this.released.keys()]) if (table.owners[p]?.[0] !== me) this.released.delete(p);
+      for (const p of [...this.awaitingSwitch.keys()]) if (table.owners[p]?.includes(me)) this.awaitingSwitch.delete(p);
+      for (const [p, copies] of this.pendingCopies as Map<number, Map<string, number>>) {
+        for (const n of [...copies.keys()]) if (table.owners[p]?.includes(n)) copies.delete(n);
+        if (copies.size === 0) this.pendingCopies.delete(p);
+      }
+      for (const p of [...this.store.partitions.keys()]) {
+        if (!table.owners[p]?.includes(me) && !this.awaitingSwitch.has(p) && !this.loading.has(p)) this.store.drop(p);
+      }
+    },
+
+    /** Periodic housekeeping: abandoned copies, releases and read cursors. */
+    expire() {
+      const now = Date.now();
+      for (const [p, since] of this.awaitingSwitch as Map<number, number>) {
+        if (now - since > ABANDON_MS) {
+          this.awaitingSwitch.delete(p);
+          this.loading.delete(p);
+          if (!this.placement?.owners[p]?.includes(this.broker.nodeID)) this.store.drop(p);
+        }
+      }
+      for (const [p, since] of this.released as Map<number, number>) if (now - since > ABANDON_MS) this.released.delete(p);
+      for (const copies of this.pendingCopies.values() as IterableIterator<Map<string, number>>) {
+        for (const [n, since] of copies) if (now - since > ABANDON_MS) copies.delete(n);
+      }
+      for (const [id, c] of this.cursors as Map<string, ReadCursor>) if (c.expires < now) this.cursors.delete(id);
+    },
+
+    // ---- coordinator ----
+
+    publish(owners: string[][], why: string): PlacementTable {
+      const table: PlacementTable = { epoch: (this.placement?.epoch ?? 0) + 1, owners, coordinator: this.broker.nodeID };
+      this.adoptPlacement(table);
+      this.broker.broadcast(PLACEMENT_EVENT, table);
+      this.logger.debug(`epoch ${table.epoch}: ${why}`);
+      return table;
+    },
+
+    reconcileSoon() {
+      if (!this.broker.transit || !this.started_) return;
+      setImmediate(() => this.reconcile().catch((err: Error) => this.logger.warn("reconcile failed", err.message)));
+    },
+
+    /** Bring the placement to the balanced target for the live shard nodes. One at a time. */
+    async reconcile(): Promise<void> {
+      if (this.coordinatorID() !== this.broker.nodeID) {
+        this.wasCoordinator = false;
+        return;
+      }
+      if (this.reconciling) {
+        this.reconcileAgain = true;
+        return;
+      }
+      this.reconciling = true;
+      try {
+        do {
+          this.reconcileAgain = false;
+          await this.reconcileOnce();
+        } while (this.reconcileAgain);
+      } finally {
+        this.reconciling = false;
+      }
+    },
+
+    async reconcileOnce(): Promise<void> {
+      const { partitions, replicas } = this.flowmesh;
+      const alive: string[] = this.shardNodes();
+      const live = alive.filter((n) => !this.leaving.has(n));
+      if (!this.settled) return;
+      if (this.placement === null) {
+        if (live.length === 0) return;
+        this.publish(rebalancePartitions(null, live, partitions, replicas), `new cluster on ${live.join(", ")}`);
+        this.logger.info(`Placement epoch ${this.placement.epoch}: new cluster, ${partitions} partitions on ${live.join(", ")}`);
+        this.wasCoordinator = true;
+        return;
+      }
+      if (!this.wasCoordinator) {
+        // Taking over: a fresh epoch from this coordinator supersedes anything half-done by the last.
+        this.wasCoordinator = true;
+        this.publish(this.placement.owners, "coordinator takeover");
+        this.logger.info(`Coordinator ${this.broker.nodeID} took over at epoch ${this.placement.epoch}`);
+      }
+      const gone = new Set([...ownerNodes(this.placement.owners)].filter((n) => !alive.includes(n)));
+      if (gone.size > 0) {
+        this.publish(withoutNodes(this.placement.owners, gone), `lost ${[...gone].join(", ")}`);
+        this.logger.warn(`Lost ${[...gone].join(", ")}: promoted surviving copies, epoch ${this.placement.epoch}`);
+      }
+      if (live.length === 0) return;
+      const target = rebalancePartitions(this.placement.owners, live, partitions, replicas);
+      const changes = planTransition(this.placement.owners, target);
+      if (changes.length === 0) return;
+      const fills = changes.reduce((a, c) => a + c.fills.length, 0);
+      this.logger.info(`Rebalancing ${changes.length} partition(s) onto ${live.join(", ")}: ${fills} cop${fills === 1 ? "y" : "ies"} to make`);
+      const started = Date.now();
+      let moved = 0;
+      let failed = 0;
+      const queue = [...changes];
+      const worker = async () => {
+        for (let c = queue.shift(); c; c = queue.shift()) {
+          try {
+            await this.applyChange(c);
+            moved++;
+          } catch (err) {
+            failed++;
+            this.logger.warn(`Partition ${c.partition} not moved yet: ${(err as Error).message}`);
+          }
+        }
+      };
+      await Promise.all(Array.from({ length: HANDOFF_CONCURRENCY }, worker));
+      this.logger.info(`Rebalance done in ${Date.now() - started} ms: ${moved} moved, ${failed} to retry, epoch ${this.placement.epoch}`);
+      if (failed > 0) this.reconcileAgain = true;
+    },
+
+    async applyChange(c: PartitionChange): Promise<void> {
+      for (const to of c.fills) {
+        await this.broker.call(`${SHARD_SERVICE}.addCopy`, { partition: c.partition, to }, { nodeID: c.from[0], timeout: 0 });
+      }
+      if (c.releaseFrom) await this.broker.call(`${SHARD_SERVICE}.release`, { partition: c.partition }, { nodeID: c.releaseFrom });
+      const owners = this.placement.owners.slice();
+      owners[c.partition] = c.to;
+      this.publish(owners, `partition ${c.partition}: ${c.from.join(",")} -> ${c.to.join(",")}`);
+    },
+
+    /** Move everything off a node (SIGTERM). Resolves when it owns no partition. */
+    async drain(nodeID: string): Promise<{ epoch: number }> {
+      this.leaving.add(nodeID);
+      this.logger.info(`${nodeID} is leaving: handing its partitions off`);
+      const deadline = Date.now() + 10 * 60 * 1000;
+      while (Date.now() < deadline) {
+        await this.reconcile();
+        if (!ownerNodes(this.placement?.owners ?? []).has(nodeID)) return { epoch: this.placement.epoch };
+        if (this.shardNodes().filter((n: string) => !this.leaving.has(n)).length === 0) throw new Error("no other shard node to hand off to");
+        await new Promise((r) => setTimeout(r, 200));
+      }
+      throw new Error(`could not drain ${nodeID}`);
+    },
+
+    /** Called on SIGTERM (mixins/graceful-leave.middleware.ts). */
+    async leaveCluster(): Promise<void> {
+      if (!this.broker.transit || !this.placement) return;
+      const me = this.broker.nodeID;
+      if (!ownerNodes(this.placement.owners).has(me)) return;
+      if (this.shardNodes().filter((n: string) => n !== me).length === 0) {
+        this.logger.warn("Last shard node leaving: its partitions go with it");
+        return;
+      }
+      const coordinator = this.coordinatorID();
+      const result = coordinator === me ? await this.drain(me) : await this.broker.call(`${SHARD_SERVICE}.leave`, { nodeID: me }, { nodeID: coordinator, timeout: 0 });
+      this.logger.info(`Handed all partitions off (epoch ${(result as { epoch: number }).epoch})`);
     },
   },
 
   created() {
     this.store = new PartitionStore({ max: this.flowmesh.idempotencyMax, ttlMs: this.flowmesh.idempotencyTtlSeconds * 1000 });
+    this.loading = new Map<number, SubBatch[]>();
+    this.awaitingSwitch = new Map<number, number>();
+    this.pendingCopies = new Map<number, Map<string, number>>();
+    this.released = new Map<number, number>();
+    this.inflight = new Map<number, number>();
+    this.handoffs = new Map<string, Handoff>();
+    this.cursors = new Map<string, ReadCursor>();
+    this.leaving = new Set<string>();
+    this.reconciling = false;
+    this.reconcileAgain = false;
+    this.wasCoordinator = false;
+    this.settled = !this.broker.transit;
+  },
+
+  started() {
+    if (!this.broker.transit) return;
+    this.started_ = true;
+    // Before deciding anything as coordinator, give discovery a moment and learn the current table.
+    this.settleTimer = setTimeout(async () => {
+      await this.refreshPlacement().catch(() => undefined);
+      this.settled = true;
+      this.reconcileSoon();
+    }, Number(process.env.SETTLE_MS) || 1500);
+    this.tickTimer = setInterval(() => {
+      this.expire();
+      this.reconcileSoon();
+    }, 1000);
+    this.tickTimer.unref();
+  },
+
+  stopped() {
+    clearTimeout(this.settleTimer);
+    clearInterval(this.tickTimer);
   },
 };
 

@@ -3,7 +3,7 @@
  * partition, and the sub-batches are grouped by the node that owns them.
  */
 import { placeFlow } from "./flow-key";
-import type { SubBatch } from "./partition-store";
+import { ENTRY_STRIDE, estimateKeyBytes, type SubBatch } from "./partition-store";
 
 export interface FlowRecord {
   src_app: string;
@@ -54,4 +54,65 @@ export function partitionsByPrimary(owners: readonly (readonly string[])[]): Map
     list.push(p);
   });
   return byNode;
+}
+
+/** Estimated encoded bytes of a sub-batch (an upper bound; see estimateKeyBytes). */
+export function subBatchBytes(batch: SubBatch): number {
+  let bytes = 64 + (batch.idempotencyKey?.length ?? 0);
+  const e = batch.entries;
+  for (let i = 0; i < e.length; i += ENTRY_STRIDE) bytes += estimateKeyBytes(e[i] as string);
+  return bytes;
+}
+
+/**
+ * Sub-batches no larger than maxBytes each, for a transport with a payload limit. A
+ * sub-batch too large is cut into parts whose dedupe keys are derived from its own
+ * (key, NUL, part number): the cut is deterministic, so a retry of the same request
+ * produces the same parts and keys on every copy of the partition.
+ */
+export function splitOversized(batches: SubBatch[], maxBytes: number): SubBatch[] {
+  const out: SubBatch[] = [];
+  for (const b of batches) {
+    if (subBatchBytes(b) <= maxBytes) {
+      out.push(b);
+      continue;
+    }
+    let part: (string | number)[] = [];
+    let bytes = 64;
+    let n = 0;
+    const flush = () => {
+      const key = b.idempotencyKey === undefined ? undefined : `${b.idempotencyKey}\u0000${n}`;
+      out.push(key === undefined ? { partition: b.partition, entries: part } : { partition: b.partition, entries: part, idempotencyKey: key });
+      n++;
+      part = [];
+      bytes = 64;
+    };
+    for (let i = 0; i < b.entries.length; i += ENTRY_STRIDE) {
+      const size = estimateKeyBytes(b.entries[i] as string);
+      if (part.length > 0 && bytes + size > maxBytes) flush();
+      part.push(b.entries[i], b.entries[i + 1], b.entries[i + 2], b.entries[i + 3]);
+      bytes += size;
+    }
+    flush();
+  }
+  return out;
+}
+
+/** Sub-batches grouped into messages of at most maxBytes (each sub-batch already fits). */
+export function packMessages(batches: SubBatch[], maxBytes: number): SubBatch[][] {
+  const messages: SubBatch[][] = [];
+  let current: SubBatch[] = [];
+  let bytes = 0;
+  for (const b of batches) {
+    const size = subBatchBytes(b);
+    if (current.length > 0 && bytes + size > maxBytes) {
+      messages.push(current);
+      current = [];
+      bytes = 0;
+    }
+    current.push(b);
+    bytes += size;
+  }
+  if (current.length > 0) messages.push(current);
+  return messages;
 }

@@ -1,4 +1,4 @@
-import { splitByPartition, groupByPrimary, partitionsByPrimary, type FlowRecord } from "../../src/batching";
+import { splitByPartition, groupByPrimary, partitionsByPrimary, splitOversized, packMessages, subBatchBytes, type FlowRecord } from "../../src/batching";
 import { encodeFlowKey } from "../../src/flow-key";
 import { mergeRuns, PartitionStore, SumOverflowError } from "../../src/partition-store";
 
@@ -100,5 +100,41 @@ describe("mergeRuns", () => {
     expect(merged.keys).toEqual(all);
     merged.keys.forEach((k, i) => expect(merged.tx[i]).toBe(Number(k.slice(1))));
     expect(mergeRuns([])).toEqual({ keys: [], tx: [], rx: [] });
+  });
+});
+
+describe("transport limits", () => {
+  test("splitOversized cuts big sub-batches deterministically with derived keys; packMessages keeps each message under the limit", () => {
+    const records = Array.from({ length: 3000 }, (_, i) => rec("same".repeat(50), 1, i + 1));
+    const batches = splitByPartition(records, 4, "k");
+    const parts = splitOversized(batches, 64 * 1024);
+    expect(parts.length).toBeGreaterThan(batches.length);
+    for (const p of parts) expect(subBatchBytes(p)).toBeLessThanOrEqual(64 * 1024);
+    expect(new Set(parts.map((p) => p.idempotencyKey)).size).toBe(parts.length);
+    expect(splitOversized(splitByPartition(records, 4, "k"), 64 * 1024)).toEqual(parts);
+    const s = store();
+    s.apply(parts);
+    expect(s.read(1, {}).tx[0]).toBe((3000 * 3001) / 2);
+    const messages = packMessages(parts, 128 * 1024);
+    for (const m of messages) expect(m.reduce((a, b) => a + subBatchBytes(b), 0)).toBeLessThanOrEqual(128 * 1024);
+    expect(messages.flat()).toEqual(parts);
+  });
+});
+
+describe("snapshots", () => {
+  test("a snapshot in small chunks rebuilds the partition exactly, with its idempotency keys", () => {
+    const src = store();
+    const records = Array.from({ length: 2000 }, (_, i) => rec(`s${i}\u0000x`, i % 5, i, 2 * i));
+    const batches = splitByPartition(records, 1, "key-1");
+    src.apply(batches);
+    const chunks = src.snapshot(0, 8 * 1024);
+    expect(chunks.length).toBeGreaterThan(5);
+    for (const c of chunks) expect(JSON.stringify(c).length).toBeLessThanOrEqual(8 * 1024);
+    const dst = store();
+    for (const c of JSON.parse(JSON.stringify(chunks))) dst.loadChunk(c);
+    for (let h = 0; h < 5; h++) expect(dst.read(h, {})).toEqual(src.read(h, {}));
+    expect(dst.flowCount()).toBe(src.flowCount());
+    expect(dst.apply(batches).duplicates).toBe(1);
+    expect(dst.read(0, {})).toEqual(src.read(0, {}));
   });
 });

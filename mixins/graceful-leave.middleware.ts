@@ -1,0 +1,31 @@
+/**
+ * Broker middleware: on SIGTERM or SIGINT, a node first lets its flow-shard hand
+ * its partitions off (while its actions are still reachable), then stops the broker
+ * and exits. Moleculer's own signal handling is switched off in moleculer.config.ts
+ * because it hides the node's services before anything else.
+ */
+import type { Middleware, ServiceBroker } from "moleculer";
+
+const GracefulLeave = {
+  name: "GracefulLeave",
+  started(broker: ServiceBroker) {
+    let stopping = false;
+    const stop = async (signal: string) => {
+      if (stopping) return;
+      stopping = true;
+      broker.logger.info(`${signal}: leaving the cluster`);
+      try {
+        const shard = broker.getLocalService("flow-shard") as unknown as { leaveCluster?: () => Promise<void> } | undefined;
+        if (shard?.leaveCluster) await shard.leaveCluster();
+      } catch (err) {
+        broker.logger.error("Handing partitions off failed; stopping anyway", err);
+      }
+      await broker.stop().catch((err) => broker.logger.error(err));
+      process.exit(0);
+    };
+    process.on("SIGTERM", () => void stop("SIGTERM"));
+    process.on("SIGINT", () => void stop("SIGINT"));
+  },
+};
+
+export default GracefulLeave as unknown as Middleware;
