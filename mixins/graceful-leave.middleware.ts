@@ -6,6 +6,8 @@
  */
 import type { Middleware, ServiceBroker } from "moleculer";
 
+const STOP_GRACE_MS = 5000;
+
 const GracefulLeave = {
   name: "GracefulLeave",
   started(broker: ServiceBroker) {
@@ -20,7 +22,14 @@ const GracefulLeave = {
       } catch (err) {
         broker.logger.error("Handing partitions off failed; stopping anyway", err);
       }
+      // The partitions are safe elsewhere now. Stopping waits for open HTTP requests,
+      // which a client may hold open indefinitely: give it a few seconds, then exit.
+      const forced = setTimeout(() => {
+        broker.logger.warn(`Broker did not stop within ${STOP_GRACE_MS} ms; exiting`);
+        process.exit(0);
+      }, STOP_GRACE_MS);
       await broker.stop().catch((err) => broker.logger.error(err));
+      clearTimeout(forced);
       process.exit(0);
     };
     process.on("SIGTERM", () => void stop("SIGTERM"));

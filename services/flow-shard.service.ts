@@ -424,7 +424,13 @@ const FlowShardService: ServiceSchema = {
       this.leaving.add(nodeID);
       this.logger.info(`${nodeID} is leaving: handing its partitions off`);
       const deadline = Date.now() + 10 * 60 * 1000;
+      let lastReport = Date.now();
       while (Date.now() < deadline) {
+        if (Date.now() - lastReport > 5000) {
+          lastReport = Date.now();
+          const owned = (this.placement?.owners ?? []).filter((o: string[]) => o.includes(nodeID)).length;
+          this.logger.warn(`Still draining ${nodeID}: ${owned} partition(s) left, coordinator ${this.coordinatorID()}, reconciling ${this.reconciling}, shard nodes ${this.shardNodes().join(",")}`);
+        }
         await this.reconcile();
         if (!ownerNodes(this.placement?.owners ?? []).has(nodeID)) return { epoch: this.placement.epoch };
         if (this.shardNodes().filter((n: string) => !this.leaving.has(n)).length === 0) throw new Error("no other shard node to hand off to");
