@@ -2,7 +2,8 @@
  * The write path's split: a validated batch of records becomes one SubBatch per
  * partition, and the sub-batches are grouped by the node that owns them.
  */
-import { placeFlow } from "./flow-key";
+import { placedKey } from "./flow-key";
+import { partitionOfKeyHash } from "./hash";
 import { ENTRY_STRIDE, estimateKeyBytes, type SubBatch } from "./partition-store";
 
 export interface FlowRecord {
@@ -19,13 +20,15 @@ export function splitByPartition(records: readonly FlowRecord[], partitions: num
   const byPartition: (SubBatch | undefined)[] = new Array(partitions);
   for (let i = 0; i < records.length; i++) {
     const r = records[i];
-    const { key, partition: p } = placeFlow(r.src_app, r.dest_app, r.vpc_id, r.hour, partitions);
+    const hour = r.hour;
+    const placed = placedKey(r.src_app, r.dest_app, r.vpc_id);
+    const p = partitionOfKeyHash(hour, placed.hash, partitions);
     let batch = byPartition[p];
     if (batch === undefined) {
       batch = idempotencyKey === undefined ? { partition: p, entries: [] } : { partition: p, entries: [], idempotencyKey };
       byPartition[p] = batch;
     }
-    batch.entries.push(key, r.hour, r.bytes_tx, r.bytes_rx);
+    batch.entries.push(placed.key, hour, r.bytes_tx, r.bytes_rx);
   }
   const out: SubBatch[] = [];
   for (const b of byPartition) if (b !== undefined) out.push(b);

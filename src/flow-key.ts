@@ -12,7 +12,7 @@
  * of the key: partitions index flows by hour.
  */
 
-import { partitionOfPieces } from "./hash";
+import { keyHashOfPieces, partitionOfKeyHash } from "./hash";
 
 export const SEP = "\u0000\u0001";
 const NUL = "\u0000";
@@ -32,12 +32,65 @@ export function encodeFlowKey(srcApp: string, destApp: string, vpcId: string): s
   return escape(srcApp) + SEP + escape(destApp) + SEP + escape(vpcId);
 }
 
-/** The encoded key of a flow and its partition (partitionOf of that key), in one pass. */
+/** A flow key, encoded, with the FNV-1a state of its pieces (see hash.ts keyHashOfPieces). */
+export interface PlacedKey {
+  readonly key: string;
+  readonly hash: number;
+}
+
+/**
+ * Recently seen flow keys, by their three raw components: the write path looks a
+ * record's strings up here (short, flat strings from the JSON parser: cheap to hash
+ * and compare) instead of concatenating a key per record. The concatenation is a V8
+ * rope: hashing it walks it, every Map hit flattens it, and a stored rope keeps the
+ * parsed pieces alive. A cached key is one flat string, shared by every hour and
+ * partition that holds the flow. Bounded: two generations of KEY_CACHE_GENERATION
+ * keys; a key seen in the old generation moves to the current one.
+ */
+const KEY_CACHE_GENERATION = 1 << 16;
+type KeyLevel = Map<string, Map<string, Map<string, PlacedKey>>>;
+let currentKeys: KeyLevel = new Map();
+let oldKeys: KeyLevel = new Map();
+let currentKeyCount = 0;
+
+function findKey(level: KeyLevel, srcApp: string, destApp: string, vpcId: string): PlacedKey | undefined {
+  return level.get(srcApp)?.get(destApp)?.get(vpcId);
+}
+
+function storeKey(srcApp: string, destApp: string, vpcId: string, placed: PlacedKey): void {
+  if (currentKeyCount >= KEY_CACHE_GENERATION) {
+    oldKeys = currentKeys;
+    currentKeys = new Map();
+    currentKeyCount = 0;
+  }
+  let byDest = currentKeys.get(srcApp);
+  if (byDest === undefined) currentKeys.set(srcApp, (byDest = new Map()));
+  let byVpc = byDest.get(destApp);
+  if (byVpc === undefined) byDest.set(destApp, (byVpc = new Map()));
+  byVpc.set(vpcId, placed);
+  currentKeyCount++;
+}
+
+/** The encoded key of (srcApp, destApp, vpcId) as one flat string, with its hash state; cached. */
+export function placedKey(srcApp: string, destApp: string, vpcId: string): PlacedKey {
+  let placed = findKey(currentKeys, srcApp, destApp, vpcId);
+  if (placed !== undefined) return placed;
+  placed = findKey(oldKeys, srcApp, destApp, vpcId);
+  if (placed === undefined) {
+    const s = escape(srcApp);
+    const d = escape(destApp);
+    const v = escape(vpcId);
+    // join writes one flat string (a + b would make a rope of the parsed pieces).
+    placed = { key: [s, SEP, d, SEP, v].join(""), hash: keyHashOfPieces(s, SEP, d, SEP, v) };
+  }
+  storeKey(srcApp, destApp, vpcId, placed);
+  return placed;
+}
+
+/** The encoded key of a flow and its partition (partitionOf of that key). */
 export function placeFlow(srcApp: string, destApp: string, vpcId: string, hour: number, partitions: number): { key: string; partition: number } {
-  const s = escape(srcApp);
-  const d = escape(destApp);
-  const v = escape(vpcId);
-  return { key: s + SEP + d + SEP + v, partition: partitionOfPieces(hour, s, SEP, d, SEP, v, partitions) };
+  const placed = placedKey(srcApp, destApp, vpcId);
+  return { key: placed.key, partition: partitionOfKeyHash(hour, placed.hash, partitions) };
 }
 
 export function decodeFlowKey(key: string): [srcApp: string, destApp: string, vpcId: string] {
@@ -64,12 +117,60 @@ export function keyMatcher(filter: FlowFilter): ((key: string) => boolean) | nul
   };
 }
 
+/** The three components of many keys, decoded once (equal components share one string). */
+interface DecodedKeys {
+  src: string[];
+  dest: string[];
+  vpc: string[];
+}
+
+/**
+ * Decoded components of frozen key arrays (PartitionStore.read returns its cached,
+ * frozen per-hour key list when no filter applies): a frozen array cannot change, so
+ * its decoding can be kept as long as the array lives.
+ */
+const decodedFrozen = new WeakMap<readonly string[], DecodedKeys>();
+const DECODE_CACHE_MIN = 256;
+
+function decodeAll(keys: readonly string[]): DecodedKeys {
+  const n = keys.length;
+  const out: DecodedKeys = { src: new Array(n), dest: new Array(n), vpc: new Array(n) };
+  const seen = new Map<string, string>();
+  const share = (s: string): string => {
+    const known = seen.get(s);
+    if (known !== undefined) return known;
+    seen.set(s, s);
+    return s;
+  };
+  for (let i = 0; i < n; i++) {
+    const [s, d, v] = decodeFlowKey(keys[i]);
+    out.src[i] = share(s);
+    out.dest[i] = share(d);
+    out.vpc[i] = share(v);
+  }
+  return out;
+}
+
 /** Flow records of one hour from a sorted run of encoded keys and their sums. */
 export function toFlowRecords(hour: number, keys: readonly string[], tx: readonly number[], rx: readonly number[]) {
-  const out = new Array(keys.length);
-  for (let i = 0; i < keys.length; i++) {
-    const [src_app, dest_app, vpc_id] = decodeFlowKey(keys[i]);
-    out[i] = { src_app, dest_app, vpc_id, hour, bytes_tx: tx[i], bytes_rx: rx[i] };
+  const n = keys.length;
+  const out = new Array(n);
+  let decoded: DecodedKeys | undefined;
+  if (n >= DECODE_CACHE_MIN && Object.isFrozen(keys)) {
+    decoded = decodedFrozen.get(keys);
+    if (decoded === undefined) decodedFrozen.set(keys, (decoded = decodeAll(keys)));
+  }
+  if (decoded !== undefined) {
+    const { src, dest, vpc } = decoded;
+    for (let i = 0; i < n; i++) out[i] = { src_app: src[i], dest_app: dest[i], vpc_id: vpc[i], hour, bytes_tx: tx[i], bytes_rx: rx[i] };
+    return out;
+  }
+  for (let i = 0; i < n; i++) {
+    const key = keys[i];
+    const a = key.indexOf(SEP);
+    const b = key.indexOf(SEP, a + 2);
+    if (a < 0 || b < 0) throw new Error("not an encoded flow key");
+    out[i] = { src_app: unescape(key.slice(0, a)), dest_app: unescape(key.slice(a + 2, b)), vpc_id: unescape(key.slice(b + 2)), hour, bytes_tx: tx[i], bytes_rx: rx[i] };
   }
   return out;
 }

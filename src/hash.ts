@@ -55,6 +55,16 @@ export function partitionOfPieces(hour: number, a: string, b: string, c: string,
   return partitionOfHash(hour, fnv1a(e, fnv1a(d, fnv1a(c, fnv1a(b, fnv1a(a, FNV_OFFSET))))), partitions);
 }
 
+/** FNV-1a state of an encoded flow key given in pieces (before the hour is folded in), for partitionOfKeyHash. */
+export function keyHashOfPieces(a: string, b: string, c: string, d: string, e: string): number {
+  return fnv1a(e, fnv1a(d, fnv1a(c, fnv1a(b, fnv1a(a, FNV_OFFSET)))));
+}
+
+/** partitionOf from keyHashOfPieces' value: lets a cached key skip rehashing (same numbers). */
+export function partitionOfKeyHash(hour: number, keyHash: number, partitions: number): number {
+  return partitionOfHash(hour, keyHash, partitions);
+}
+
 function partitionOfHash(hour: number, h: number, partitions: number): number {
   h = Math.imul(h ^ (hour >>> 0), FNV_PRIME);
   h = Math.imul(h ^ Math.floor(hour / 4294967296), FNV_PRIME);

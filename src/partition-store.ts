@@ -2,9 +2,10 @@
  * Partition state: the flows of one partition, indexed by hour, and the
  * PartitionStore that holds the partitions one node hosts.
  *
- * Memory layout (the service keeps millions of flows): per hour, a Map from the
- * encoded flow key to a slot, and parallel arrays of keys and sums. No object per
- * flow; slots are never freed except by rolling back the batch that made them.
+ * Memory layout (the service keeps millions of flows): per hour and partition, an
+ * HourTable of keys by slot and interleaved sums (plus a key -> slot Map once it is
+ * not small). No object per flow; slots are never freed except by rolling back the
+ * batch that made them. Keys are flat strings shared with the write path's key cache.
  */
 import { LRUCache } from "lru-cache";
 import { decodeFlowKey, FlowFilter, keyMatcher } from "./flow-key";
@@ -46,46 +47,102 @@ export class SumOverflowError extends Error {
   }
 }
 
-/** The flows of one hour in one partition. */
-export class HourTable {
-  readonly slots = new Map<string, number>();
-  readonly keys: string[] = [];
-  readonly tx: number[] = [];
-  readonly rx: number[] = [];
-  /** Slots ordered by key; dropped whenever a key is added. */
-  private order: Uint32Array | null = null;
+/**
+ * Stamps: one clock for every table, so "the newest change of an hour" is the largest
+ * stamp among its tables (see PartitionStore.hourVersion).
+ */
+let clock = 0;
+function tick(): number {
+  return ++clock;
+}
 
-  get size(): number {
-    return this.keys.length;
+/** Tables up to this many keys find a key by scanning; larger ones keep a Map. */
+const SCAN_MAX = 8;
+
+/**
+ * The flows of one hour in one partition. Most tables are small (an hour's flows are
+ * spread over all partitions), so the layout is lean: the keys by slot, the sums
+ * interleaved (sums[2*slot] = bytes_tx, sums[2*slot+1] = bytes_rx), both grown by
+ * doubling from a small size, and a key -> slot Map only past SCAN_MAX keys.
+ */
+export class HourTable {
+  /** Keys by slot; entries at size and above are unused capacity. */
+  keys: string[] = new Array(2);
+  /** [tx, rx] per slot. */
+  sums: number[] = new Array(4);
+  size = 0;
+  private index: Map<string, number> | null = null;
+  /** Slots ordered by key; dropped whenever a key is added or removed. */
+  private order: Uint32Array | null = null;
+  /** Stamp of the last change of any sum or key. */
+  stamp = 0;
+  /** Stamp of the last change of the set of keys. */
+  keyStamp = 0;
+
+  /** The slot of key, or -1. */
+  find(key: string): number {
+    if (this.index !== null) {
+      const slot = this.index.get(key);
+      return slot === undefined ? -1 : slot;
+    }
+    const keys = this.keys;
+    for (let i = 0, n = this.size; i < n; i++) if (keys[i] === key) return i;
+    return -1;
   }
 
   /** The slot of key, created with zero sums when new. */
   slotOf(key: string): number {
-    let slot = this.slots.get(key);
-    if (slot === undefined) {
-      slot = this.keys.length;
-      this.slots.set(key, slot);
-      this.keys.push(key);
-      this.tx.push(0);
-      this.rx.push(0);
-      this.order = null;
+    const slot = this.find(key);
+    return slot >= 0 ? slot : this.add(key);
+  }
+
+  private add(key: string): number {
+    const slot = this.size;
+    if (slot === this.keys.length) {
+      const keys = new Array<string>(slot * 2);
+      const sums = new Array<number>(slot * 4);
+      for (let i = 0; i < slot; i++) keys[i] = this.keys[i];
+      for (let i = 0; i < slot * 2; i++) sums[i] = this.sums[i];
+      this.keys = keys;
+      this.sums = sums;
     }
+    this.keys[slot] = key;
+    this.sums[2 * slot] = 0;
+    this.sums[2 * slot + 1] = 0;
+    this.size = slot + 1;
+    if (this.index !== null) this.index.set(key, slot);
+    else if (this.size > SCAN_MAX) {
+      const index = new Map<string, number>();
+      for (let i = 0; i < this.size; i++) index.set(this.keys[i], i);
+      this.index = index;
+    }
+    this.order = null;
+    this.stamp = this.keyStamp = tick();
     return slot;
   }
 
   /** Remove the newest slot (rollback of the batch that created it). */
   popSlot(): void {
-    const key = this.keys.pop() as string;
-    this.tx.pop();
-    this.rx.pop();
-    this.slots.delete(key);
+    const slot = --this.size;
+    const key = this.keys[slot];
+    this.keys[slot] = undefined as unknown as string;
+    if (this.index !== null) this.index.delete(key);
     this.order = null;
+    this.stamp = this.keyStamp = tick();
+  }
+
+  tx(slot: number): number {
+    return this.sums[2 * slot];
+  }
+
+  rx(slot: number): number {
+    return this.sums[2 * slot + 1];
   }
 
   sortedSlots(): Uint32Array {
     if (this.order === null) {
       const keys = this.keys;
-      const order = new Uint32Array(keys.length);
+      const order = new Uint32Array(this.size);
       for (let i = 0; i < order.length; i++) order[i] = i;
       order.sort((a, b) => (keys[a] < keys[b] ? -1 : 1));
       this.order = order;
@@ -98,14 +155,15 @@ export class HourTable {
     const order = this.sortedSlots();
     const n = order.length;
     const run: FlowRun = { keys: new Array(n), tx: new Array(n), rx: new Array(n) };
+    const sums = this.sums;
     let j = 0;
     for (let i = 0; i < n; i++) {
       const slot = order[i];
       const key = this.keys[slot];
       if (matches !== null && !matches(key)) continue;
       run.keys[j] = key;
-      run.tx[j] = this.tx[slot];
-      run.rx[j] = this.rx[slot];
+      run.tx[j] = sums[2 * slot];
+      run.rx[j] = sums[2 * slot + 1];
       j++;
     }
     if (j < n) {
@@ -116,6 +174,29 @@ export class HourTable {
     return run;
   }
 }
+
+/**
+ * The merged, sorted key list of one hour over a list of partitions, cached by
+ * PartitionStore.read. It holds positions, not sums: sums are read live from the
+ * tables. Valid while every listed partition has the same table object for the hour
+ * with the same keyStamp (any key added or removed, a partition dropped or newly
+ * filled, changes one of them).
+ */
+interface HourView {
+  ids: number[];
+  tables: (HourTable | undefined)[];
+  keyStamps: number[];
+  /** Frozen: handed out as is by read(). */
+  keys: readonly string[];
+  /** Per merged position: index into tables, and slot. */
+  table: Uint16Array | Uint32Array;
+  slot: Uint32Array;
+}
+
+/** Hours whose merged view is kept (most recently built first out). */
+const VIEW_CACHE_HOURS = 8;
+/** Views are built for hours with at least this many flows; smaller hours merge fast enough. */
+const VIEW_MIN_FLOWS = 512;
 
 /** [hour, keys, bytes_tx sums, bytes_rx sums] of one hour, as a snapshot carries it. */
 export type SnapshotHour = [hour: number, keys: string[], tx: number[], rx: number[]];
@@ -219,6 +300,7 @@ export class PartitionStore {
     const appliedBatches: SubBatch[] = [];
     const created: { partition: Partition; table: HourTable }[] = [];
     let duplicates = 0;
+    const stamp = tick();
     for (const batch of batches) {
       const partition = this.partition(batch.partition);
       if (batch.idempotencyKey !== undefined && partition.hasApplied(batch.idempotencyKey)) {
@@ -226,25 +308,34 @@ export class PartitionStore {
         continue;
       }
       const e = batch.entries;
+      let lastHour = -1;
+      let table: HourTable | undefined;
       for (let i = 0; i < e.length; i += ENTRY_STRIDE) {
         const key = e[i] as string;
         const hour = e[i + 1] as number;
         const tx = e[i + 2] as number;
         const rx = e[i + 3] as number;
-        const table = partition.hourTable(hour);
-        const before = table.size;
-        const slot = table.slotOf(key);
-        if (table.size !== before) created.push({ partition, table });
-        const newTx = table.tx[slot] + tx;
-        const newRx = table.rx[slot] + rx;
+        if (hour !== lastHour) {
+          table = partition.hourTable(hour);
+          lastHour = hour;
+        }
+        let slot = table!.find(key);
+        if (slot < 0) {
+          slot = table!.slotOf(key);
+          created.push({ partition, table: table! });
+        }
+        const sums = table!.sums;
+        const newTx = sums[2 * slot] + tx;
+        const newRx = sums[2 * slot + 1] + rx;
         if (newTx > Number.MAX_SAFE_INTEGER || newRx > Number.MAX_SAFE_INTEGER) {
           appliedBatches.push({ partition: batch.partition, entries: e.slice(0, i) });
           this.undo(appliedBatches, created);
           const [src_app, dest_app, vpc_id] = decodeFlowKey(key);
           throw new SumOverflowError({ src_app, dest_app, vpc_id, hour }, newTx > Number.MAX_SAFE_INTEGER ? "bytes_tx" : "bytes_rx");
         }
-        table.tx[slot] = newTx;
-        table.rx[slot] = newRx;
+        sums[2 * slot] = newTx;
+        sums[2 * slot + 1] = newRx;
+        table!.stamp = stamp;
       }
       appliedBatches.push(batch);
     }
@@ -261,23 +352,126 @@ export class PartitionStore {
       const partition = this.partition(id);
       for (let i = e.length - ENTRY_STRIDE; i >= 0; i -= ENTRY_STRIDE) {
         const table = partition.hourTable(e[i + 1] as number);
-        const slot = table.slots.get(e[i] as string) as number;
-        table.tx[slot] -= e[i + 2] as number;
-        table.rx[slot] -= e[i + 3] as number;
+        const slot = table.find(e[i] as string);
+        table.sums[2 * slot] -= e[i + 2] as number;
+        table.sums[2 * slot + 1] -= e[i + 3] as number;
+        table.stamp = tick();
       }
     }
     for (let c = created.length - 1; c >= 0; c--) created[c].table.popSlot();
   }
 
-  /** The sorted flows of an hour over the given partitions (all hosted ones by default). */
+  /** Merged views of recently read hours (see HourView). */
+  private readonly views = new Map<number, HourView>();
+  /** Stamp of the last drop(): an hour's version must change when a partition leaves. */
+  private dropStamp = 0;
+
+  /**
+   * The sorted flows of an hour over the given partitions (all hosted ones by default).
+   * Without a filter, the keys are a frozen array shared between reads (do not modify).
+   */
   read(hour: number, filter: FlowFilter, partitionIds?: Iterable<number>): FlowRun {
     const matches = keyMatcher(filter);
-    const runs: FlowRun[] = [];
-    for (const id of partitionIds ?? this.partitions.keys()) {
-      const run = this.partitions.get(id)?.read(hour, matches);
-      if (run) runs.push(run);
+    const ids = partitionIds === undefined ? Array.from(this.partitions.keys()) : Array.from(partitionIds);
+    const tables: (HourTable | undefined)[] = new Array(ids.length);
+    let flows = 0;
+    for (let i = 0; i < ids.length; i++) {
+      const table = this.partitions.get(ids[i])?.hours.get(hour);
+      tables[i] = table;
+      if (table !== undefined) flows += table.size;
     }
-    return mergeRuns(runs);
+    if (flows < VIEW_MIN_FLOWS) {
+      const runs: FlowRun[] = [];
+      for (const table of tables) if (table !== undefined && table.size > 0) runs.push(table.read(matches));
+      return mergeRuns(runs);
+    }
+    const view = this.view(hour, ids, tables);
+    const n = view.keys.length;
+    const tx: number[] = new Array(n);
+    const rx: number[] = new Array(n);
+    const viewTable = view.table;
+    const viewSlot = view.slot;
+    const sumsOf: number[][] = tables.map((t) => (t === undefined ? [] : t.sums));
+    if (matches === null) {
+      for (let i = 0; i < n; i++) {
+        const sums = sumsOf[viewTable[i]];
+        const slot = viewSlot[i];
+        tx[i] = sums[2 * slot];
+        rx[i] = sums[2 * slot + 1];
+      }
+      return { keys: view.keys as string[], tx, rx };
+    }
+    const keys: string[] = [];
+    let j = 0;
+    for (let i = 0; i < n; i++) {
+      const key = view.keys[i];
+      if (!matches(key)) continue;
+      const sums = sumsOf[viewTable[i]];
+      const slot = viewSlot[i];
+      keys.push(key);
+      tx[j] = sums[2 * slot];
+      rx[j] = sums[2 * slot + 1];
+      j++;
+    }
+    tx.length = j;
+    rx.length = j;
+    return { keys, tx, rx };
+  }
+
+  /** The cached merged view of hour over ids (whose tables are given), rebuilt when stale. */
+  private view(hour: number, ids: number[], tables: (HourTable | undefined)[]): HourView {
+    const cached = this.views.get(hour);
+    if (cached !== undefined && cached.ids.length === ids.length) {
+      let valid = true;
+      for (let i = 0; i < ids.length && valid; i++) {
+        const t = tables[i];
+        valid = cached.ids[i] === ids[i] && cached.tables[i] === t && (t === undefined || cached.keyStamps[i] === t.keyStamp);
+      }
+      if (valid) return cached;
+    }
+    // Merge the tables' sorted slots, carrying (table index, slot) along as the run's sums.
+    const runs: FlowRun[] = [];
+    for (let t = 0; t < tables.length; t++) {
+      const table = tables[t];
+      if (table === undefined || table.size === 0) continue;
+      const order = table.sortedSlots();
+      const keys: string[] = new Array(order.length);
+      const which: number[] = new Array(order.length);
+      const slots: number[] = new Array(order.length);
+      for (let i = 0; i < order.length; i++) {
+        keys[i] = table.keys[order[i]];
+        which[i] = t;
+        slots[i] = order[i];
+      }
+      runs.push({ keys, tx: which, rx: slots });
+    }
+    const merged = mergeRuns(runs);
+    const view: HourView = {
+      ids,
+      tables,
+      keyStamps: tables.map((t) => (t === undefined ? 0 : t.keyStamp)),
+      keys: Object.freeze(merged.keys),
+      table: tables.length <= 0xffff ? Uint16Array.from(merged.tx) : Uint32Array.from(merged.tx),
+      slot: Uint32Array.from(merged.rx),
+    };
+    this.views.delete(hour);
+    this.views.set(hour, view);
+    if (this.views.size > VIEW_CACHE_HOURS) this.views.delete(this.views.keys().next().value as number);
+    return view;
+  }
+
+  /**
+   * A number that changes whenever the data of hour (over the given partitions, all
+   * hosted ones by default) changes: a key or a sum, a partition dropped or loaded.
+   * For caches of rendered reads: equal versions mean equal read results.
+   */
+  hourVersion(hour: number, partitionIds?: Iterable<number>): number {
+    let version = this.dropStamp;
+    for (const id of partitionIds ?? this.partitions.keys()) {
+      const table = this.partitions.get(id)?.hours.get(hour);
+      if (table !== undefined && table.stamp > version) version = table.stamp;
+    }
+    return version;
   }
 
   /**
@@ -306,8 +500,8 @@ export class PartitionStore {
             bytes += 24;
           }
           run[1].push(key);
-          run[2].push(table.tx[slot]);
-          run[3].push(table.rx[slot]);
+          run[2].push(table.tx(slot));
+          run[3].push(table.rx(slot));
           bytes += size;
         }
       }
@@ -325,8 +519,9 @@ export class PartitionStore {
         const before = table.size;
         const slot = table.slotOf(keys[i]);
         if (table.size !== before) p.flowCount++;
-        table.tx[slot] += tx[i];
-        table.rx[slot] += rx[i];
+        table.sums[2 * slot] += tx[i];
+        table.sums[2 * slot + 1] += rx[i];
+        table.stamp = tick();
       }
     }
     for (const [key, ttl] of chunk.dedupe) p.rememberFor(key, ttl);
@@ -334,6 +529,7 @@ export class PartitionStore {
 
   drop(id: number): void {
     this.partitions.delete(id);
+    this.dropStamp = tick();
   }
 
   flowCount(): number {
