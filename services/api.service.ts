@@ -51,7 +51,7 @@ const ApiService: ServiceSchema = {
             );
           },
         ],
-        onBeforeCall(_ctx: unknown, _route: unknown, req: Req) {
+        onBeforeCall(ctx: { meta: Record<string, unknown> }, _route: unknown, req: Req) {
           if (req.method === "POST") {
             const key = req.headers["idempotency-key"];
             // A single object is a batch of one.
@@ -59,6 +59,8 @@ const ApiService: ServiceSchema = {
             req.$params = key === undefined ? { flows } : { flows, idempotencyKey: key };
           } else if (req.$params.hour !== undefined) {
             req.$params.hour = parseQueryInteger(req.$params.hour);
+            // flows.aggregate answers HTTP with the JSON bytes (and may serve them again unchanged).
+            ctx.meta.renderJson = true;
           }
         },
       },

@@ -175,13 +175,16 @@ const FlowShardService: ServiceSchema = {
     /** The sorted flows of an hour over the given partitions; paged when the caller is remote. */
     read: {
       visibility: "public",
-      handler(ctx: Context<{ epoch: number; hour: number; filter: FlowFilter; partitions: number[] }>) {
-        const { hour, filter, partitions } = ctx.params;
+      handler(ctx: Context<{ epoch: number; hour: number; filter: FlowFilter; partitions: number[]; knownVersion?: number }>) {
+        const { hour, filter, partitions, knownVersion } = ctx.params;
         const refused = partitions.filter((p) => !this.servesAsPrimary(p));
         if (refused.length > 0) throw wrongOwner(refused, this.placement?.epoch);
+        // The caller may hold this hour already rendered: say so instead of sending it again.
+        const version: number = this.store.hourVersion(hour, partitions);
+        if (knownVersion === version) return { unchanged: true, version, run: null, cursor: null };
         const run: FlowRun = this.store.read(hour, filter, partitions);
-        if (ctx.nodeID === this.broker.nodeID) return { run, cursor: null };
-        return this.firstPage(run);
+        if (ctx.nodeID === this.broker.nodeID) return { run, cursor: null, version };
+        return { ...this.firstPage(run), version };
       },
     },
 

@@ -11,6 +11,7 @@ import FlowmeshMixin, { SHARD_SERVICE, type PlacementTable } from "../mixins/flo
 import { groupByPrimary, packMessages, partitionsByPrimary, splitByPartition, splitOversized, type FlowRecord } from "../src/batching";
 import { toFlowRecords, type FlowFilter } from "../src/flow-key";
 import { mergeRuns, type FlowRun, type SubBatch } from "../src/partition-store";
+import { RenderedReadCache, filterKey, renderFlowRecords } from "../src/rendered-reads";
 import { readSettings } from "../src/settings";
 import { aggregateParams, ingestParams } from "../src/validation";
 import { MESSAGE_BYTES } from "./flow-shard.service";
@@ -36,8 +37,25 @@ function isFinal(err: unknown): boolean {
 }
 
 interface ReadPage {
-  run: FlowRun;
+  run: FlowRun | null;
   cursor: string | null;
+  version: number;
+}
+
+/** One owner's answer to a read: its flows, or null when unchanged since knownVersion. */
+interface NodeRead {
+  run: FlowRun | null;
+  version: number;
+}
+
+/** Per (hour, filter): the epoch and each owner's hour version behind the body last rendered. */
+interface ReadVersions {
+  epoch: number;
+  versions: Record<string, number>;
+}
+
+function versionString(epoch: number, nodes: [string, number[]][], results: NodeRead[]): string {
+  return `${epoch}|` + nodes.map(([n], i) => `${n}:${results[i].version}`).join(",");
 }
 
 const FlowsService: ServiceSchema = {
@@ -81,31 +99,62 @@ const FlowsService: ServiceSchema = {
 
     aggregate: {
       params: aggregateParams(limits),
-      async handler(ctx: Context<{ hour: number } & FlowFilter>) {
+      async handler(ctx: Context<{ hour: number } & FlowFilter, { renderJson?: boolean; $responseType?: string }>) {
         const { hour, src_app, dest_app, vpc_id } = ctx.params;
         const filter: FlowFilter = { src_app, dest_app, vpc_id };
+        // HTTP callers get the JSON bytes, which can be kept and served again while the hour is unchanged.
+        const render = ctx.meta.renderJson === true;
+        const cacheKey = hour + filterKey(filter);
+        let body: Buffer | undefined;
         let runs: FlowRun[] = [];
+        let version = "";
         await this.withRetries(this.flowmesh.partitions, async (table: PlacementTable) => {
           const byNode = partitionsByPrimary(table.owners);
           if (byNode.has(undefined)) return { pending: null, cause: "unplaced partitions" };
+          const known: ReadVersions | undefined = render ? this.readVersions.get(cacheKey) : undefined;
+          const usable = known !== undefined && known.epoch === table.epoch ? known : undefined;
           let cause = "";
-          const results = await Promise.all(
-            Array.from(byNode, ([nodeID, partitions]) =>
-              this.readFrom(ctx, nodeID as string, { epoch: table.epoch, hour, filter, partitions }).catch((err: unknown) => {
-                if (isFinal(err)) throw err;
-                cause = (err as Error).message;
-                return null;
-              }),
-            ),
-          );
+          const read = (nodeID: string, partitions: number[], knownVersion?: number) =>
+            this.readFrom(ctx, nodeID, { epoch: table.epoch, hour, filter, partitions, knownVersion }).catch((err: unknown) => {
+              if (isFinal(err)) throw err;
+              cause = (err as Error).message;
+              return null;
+            });
+          const nodes = Array.from(byNode) as [string, number[]][];
+          let results = await Promise.all(nodes.map(([nodeID, partitions]) => read(nodeID, partitions, usable?.versions[nodeID])));
           if (results.some((r) => r === null)) return { pending: null, cause };
-          runs = results as FlowRun[];
+          if (results.every((r) => r!.run === null)) {
+            body = this.rendered.get(hour, filter, versionString(table.epoch, nodes, results as NodeRead[]));
+            if (body !== undefined) return null;
+          }
+          if (results.some((r) => r!.run === null)) {
+            // Some owners had not changed, others had: read those again in full.
+            results = await Promise.all(nodes.map(([nodeID, partitions], i) => (results[i]!.run === null ? read(nodeID, partitions) : results[i])));
+            if (results.some((r) => r === null)) return { pending: null, cause };
+          }
+          runs = results.map((r) => r!.run as FlowRun);
+          version = versionString(table.epoch, nodes, results as NodeRead[]);
+          if (render) {
+            this.readVersions.set(cacheKey, { epoch: table.epoch, versions: Object.fromEntries(nodes.map(([n], i) => [n, results[i]!.version])) });
+          }
           return null;
         });
+        if (render && body !== undefined) {
+          ctx.meta.$responseType = "application/json; charset=utf-8";
+          return body;
+        }
         const run = mergeRuns(runs);
-        return toFlowRecords(hour, run.keys, run.tx, run.rx);
+        const records = toFlowRecords(hour, run.keys, run.tx, run.rx);
+        if (!render) return records;
+        ctx.meta.$responseType = "application/json; charset=utf-8";
+        return this.rendered.set(hour, filter, version, renderFlowRecords(records));
       },
     },
+  },
+
+  created() {
+    this.rendered = new RenderedReadCache();
+    this.readVersions = new Map<string, ReadVersions>();
   },
 
   methods: {
@@ -136,20 +185,26 @@ const FlowsService: ServiceSchema = {
       }
     },
 
-    /** One owner's sorted flows for the partitions, following its read cursor page by page. */
-    async readFrom(ctx: Context, nodeID: string, params: { epoch: number; hour: number; filter: FlowFilter; partitions: number[] }): Promise<FlowRun> {
+    /** One owner's sorted flows for the partitions (following its read cursor page by page), or null run if unchanged. */
+    async readFrom(
+      ctx: Context,
+      nodeID: string,
+      params: { epoch: number; hour: number; filter: FlowFilter; partitions: number[]; knownVersion?: number },
+    ): Promise<NodeRead> {
       let page = (await ctx.call(`${SHARD_SERVICE}.read`, params, { nodeID })) as ReadPage;
-      if (page.cursor === null) return page.run;
+      const version = page.version;
+      if (page.run === null || page.cursor === null) return { run: page.run, version };
       const run: FlowRun = { keys: page.run.keys, tx: page.run.tx, rx: page.run.rx };
       while (page.cursor !== null) {
         page = (await ctx.call(`${SHARD_SERVICE}.readMore`, { cursor: page.cursor }, { nodeID })) as ReadPage;
-        for (let i = 0; i < page.run.keys.length; i++) {
-          run.keys.push(page.run.keys[i]);
-          run.tx.push(page.run.tx[i]);
-          run.rx.push(page.run.rx[i]);
+        const more = page.run as FlowRun;
+        for (let i = 0; i < more.keys.length; i++) {
+          run.keys.push(more.keys[i]);
+          run.tx.push(more.tx[i]);
+          run.rx.push(more.rx[i]);
         }
       }
-      return run;
+      return { run, version };
     },
   },
 };
