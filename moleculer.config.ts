@@ -19,7 +19,7 @@ const config: BrokerOptions & { flowmesh: ReturnType<typeof readSettings> } = {
   serializer: "JSON",
   // A lost node must be noticed in seconds, not Moleculer's default 30-60 s.
   heartbeatInterval: 1,
-  heartbeatTimeout: 3,
+  heartbeatTimeout: 2.5,
   requestTimeout: 10 * 1000,
   retryPolicy: { enabled: false },
   // Calls to shard actions name their node (Flowmesh's placement decides ownership).

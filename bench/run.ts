@@ -77,12 +77,15 @@
  */
 
 import { ChildProcess, spawn } from "child_process";
+import * as crypto from "crypto";
 import * as fs from "fs";
 import * as http from "http";
 import * as net from "net";
 import * as os from "os";
 import * as path from "path";
+import { performance } from "perf_hooks";
 import autocannon = require("autocannon");
+import { connect as natsConnect, type NatsConnection } from "nats";
 
 // ---------------------------------------------------------------------------------------
 // Settings
@@ -174,14 +177,22 @@ interface Child {
   /** Last lines of its stdout/stderr, for error messages. */
   tail(): string;
   exited(): boolean;
+  /** SIGTERM, then SIGKILL after 5 s; resolves when it has exited. */
   stop(): Promise<void>;
+  /** SIGKILL (kill -9); resolves when it has exited. */
+  kill(): Promise<void>;
 }
 
 const MAX_ECHOED_LINES = 200;
 
 /** Start `node <args>` with its output echoed (prefixed) to our stderr. */
 function startNode(label: string, args: string[], env: Record<string, string>): Child {
-  const child = spawn(process.execPath, args, {
+  return startProcess(label, process.execPath, args, env, MAX_ECHOED_LINES);
+}
+
+/** Start `command <args>` (cwd: the repo root); its first `echoLines` output lines are echoed (prefixed) to our stderr. */
+function startProcess(label: string, command: string, args: string[], env: Record<string, string>, echoLines: number): Child {
+  const child = spawn(command, args, {
     cwd: ROOT,
     env: { ...process.env, ...env },
     stdio: ["ignore", "pipe", "pipe"],
@@ -193,10 +204,10 @@ function startNode(label: string, args: string[], env: Record<string, string>): 
     if (line.trim() !== "") {
       lines.push(line);
       if (lines.length > 40) lines.shift();
-      if (echoed < MAX_ECHOED_LINES) {
+      if (echoed < echoLines) {
         echoed++;
         process.stderr.write(`  [${label}] ${line}\n`);
-        if (echoed === MAX_ECHOED_LINES) process.stderr.write(`  [${label}] (further output not echoed)\n`);
+        if (echoed === echoLines) process.stderr.write(`  [${label}] (further output not echoed)\n`);
       }
     }
   };
@@ -236,6 +247,11 @@ function startNode(label: string, args: string[], env: Record<string, string>): 
       }, 5000);
       await exitPromise;
       clearTimeout(timer);
+    },
+    async kill(): Promise<void> {
+      if (hasExited) return;
+      child.kill("SIGKILL");
+      await exitPromise;
     },
   };
 }
@@ -322,9 +338,21 @@ async function waitForHealth(url: string, procs: Child[], label: string): Promis
 interface Running {
   /** Base URL of the (gateway) HTTP endpoint, e.g. http://127.0.0.1:41234 */
   url: string;
-  /** Every process that holds the target's state (their RSS is summed). */
+  /** Every process that holds the target's state (their RSS is summed); a cluster keeps it current as nodes come and go. */
   pids: number[];
+  /** Cluster targets: nats-server's pid (its RSS is reported on its own, never in the sum). */
+  natsPid?: number;
+  /** Cluster targets: the handle that adds and kills nodes. */
+  cluster?: Cluster;
   stop(): Promise<void>;
+}
+
+/** A target's goals (from the issues); a missing goal is not judged. */
+interface Goals {
+  flows_per_s_ratio_batch1000_min: number;
+  get_hour_100k_ms_median_max: number;
+  rss_bytes_per_flow_1m_max?: number;
+  failover_ms_median_max?: number;
 }
 
 interface Target {
@@ -332,6 +360,10 @@ interface Target {
   key: string;
   /** Column title. */
   title: string;
+  /** Its goals (none for the reference). */
+  goals?: Goals;
+  /** Cluster targets: the cluster-only scenarios it runs ("handoff", "failover"); undefined = not a cluster. */
+  clusterScenarios?: string[];
   start(): Promise<Running>;
 }
 
@@ -351,6 +383,18 @@ async function startSingleNode(label: string, args: string[], env: Record<string
   return { url, pids: [pid], stop: () => child.stop() };
 }
 
+/** `node <these> ` starts a Flowmesh node (moleculer-runner with the built config), cwd = repo root. */
+function flowmeshRunnerArgs(): string[] {
+  const runner = path.join(ROOT, "node_modules", "moleculer", "bin", "moleculer-runner.js");
+  const config = path.join(ROOT, "dist", "moleculer.config.js");
+  const services = path.join(ROOT, "dist", "services");
+  for (const p of [runner, config, services]) {
+    if (!fs.existsSync(p)) throw new Error(`${path.relative(ROOT, p)} is missing (run npm run build)`);
+  }
+  return [runner, "--config", "dist/moleculer.config.js"];
+}
+const FLOWMESH_ENV = { SERVICEDIR: "dist/services", LOGLEVEL: "warn" };
+
 const referenceTarget: Target = {
   key: "reference",
   title: "reference",
@@ -360,22 +404,413 @@ const referenceTarget: Target = {
 const embeddedTarget: Target = {
   key: "embedded",
   title: "flowmesh",
-  async start(): Promise<Running> {
-    const runner = path.join(ROOT, "node_modules", "moleculer", "bin", "moleculer-runner.js");
-    const config = path.join(ROOT, "dist", "moleculer.config.js");
-    const services = path.join(ROOT, "dist", "services");
-    for (const p of [runner, config, services]) {
-      if (!fs.existsSync(p)) throw new Error(`${path.relative(ROOT, p)} is missing (run npm run build)`);
-    }
-    return startSingleNode("flowmesh", [runner, "--config", "dist/moleculer.config.js"], {
-      SERVICEDIR: "dist/services",
-      LOGLEVEL: "warn",
-    });
-  },
+  goals: GOALS,
+  start: () => startSingleNode("flowmesh", flowmeshRunnerArgs(), FLOWMESH_ENV),
 };
 
-// A cluster target would go here: start N nodes (+ NATS), return the gateway URL, all pids, and a stop().
-const TARGETS: Target[] = [referenceTarget, embeddedTarget];
+// ---------------------------------------------------------------------------------------
+// Cluster targets: nats-server + SHARD_NODES shard nodes + one gateway node.
+
+const NATS_SERVER = process.env.BENCH_NATS_SERVER || (fs.existsSync("/usr/sbin/nats-server") ? "/usr/sbin/nats-server" : "nats-server");
+const SHARD_NODES = 3;
+const GATEWAY_ID = "gw";
+const SHARD_JOIN_TIMEOUT_MS = 30_000;
+const CLUSTER_START_TIMEOUT_MS = 120_000;
+const CLUSTER_SETTLE_TIMEOUT_MS = envNumber("BENCH_SETTLE_TIMEOUT", 180) * 1000;
+const HANDOFF_TIMEOUT_MS = envNumber("BENCH_HANDOFF_TIMEOUT", 300) * 1000;
+const FAILOVER_TIMEOUT_MS = envNumber("BENCH_FAILOVER_TIMEOUT", 60) * 1000;
+const FAILOVER_KILLS = 3;
+const FAILOVER_POLL_MS = 50;
+const HANDOFF_POLL_MS = 100;
+const SETTLE_POLL_MS = 200;
+
+/** GET /cluster (services/cluster.service.ts), the parts the bench reads. */
+interface ClusterStatus {
+  coordinator: string | null;
+  epoch: number;
+  partitionCount: number;
+  replicas: number;
+  nodes: { nodeID: string; flows: number; primaryFlows: number; primaries: number; replicas: number }[];
+  partitions: { partition: number; primary: string | null; replicas: string[]; flows: number }[];
+  underReplicated: number[];
+  handoffs: { partition: number; from: string; to: string; progress?: number }[];
+}
+
+const now = (): number => performance.now();
+
+/** True when something accepts TCP connections on 127.0.0.1:port. */
+function canConnect(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = net.connect({ host: "127.0.0.1", port });
+    socket.setTimeout(500);
+    socket.once("connect", () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once("error", () => resolve(false));
+    socket.once("timeout", () => {
+      socket.destroy();
+      resolve(false);
+    });
+  });
+}
+
+class Cluster {
+  readonly namespace = `bench-${crypto.randomBytes(4).toString("hex")}`;
+  url = "";
+  natsPort = 0;
+  /** Node processes alive (not killed by us), by NODEID; the gateway included. */
+  readonly nodes = new Map<string, Child>();
+  /** NODEIDs this bench killed with SIGKILL. */
+  readonly killed = new Set<string>();
+  /** pids of the live node processes (the Running's pids: same array). */
+  readonly pids: number[] = [];
+  /** NODEID -> now() when its first INFO packet listing the flow-shard service was seen on NATS. */
+  readonly joinedAt = new Map<string, number>();
+  private nats: Child | null = null;
+  private watcher: NatsConnection | null = null;
+  private shardCounter = 0;
+
+  constructor(
+    readonly label: string,
+    readonly replicas: number,
+  ) {}
+
+  get natsPid(): number | undefined {
+    return this.nats?.process.pid;
+  }
+
+  nextShardID(): string {
+    return `n${++this.shardCounter}`;
+  }
+
+  shardIDs(): string[] {
+    return [...this.nodes.keys()].filter((id) => id !== GATEWAY_ID);
+  }
+
+  /** nats-server on a free port, then a passive subscriber that sees nodes announce themselves (INFO packets). */
+  private async startNats(): Promise<void> {
+    this.natsPort = await freePort();
+    this.nats = startProcess(`${this.label} nats`, NATS_SERVER, ["-a", "127.0.0.1", "-p", String(this.natsPort)], {}, 0);
+    const deadline = Date.now() + 10_000;
+    while (!(await canConnect(this.natsPort))) {
+      if (this.nats.exited()) throw new Error(`${this.label}: nats-server exited at start (${NATS_SERVER})\n${this.nats.tail()}`);
+      if (Date.now() > deadline) throw new Error(`${this.label}: nats-server not listening on port ${this.natsPort} within 10 s\n${this.nats.tail()}`);
+      await sleep(50);
+    }
+    this.watcher = await natsConnect({ servers: `127.0.0.1:${this.natsPort}`, name: "flowmesh-bench-watcher", reconnect: false });
+    const decoder = new TextDecoder();
+    this.watcher.subscribe(`MOL-${this.namespace}.INFO`, {
+      callback: (err, msg) => {
+        if (err) return;
+        try {
+          const info = JSON.parse(decoder.decode(msg.data)) as { sender?: string; services?: { name?: string }[] };
+          if (typeof info.sender === "string" && !this.joinedAt.has(info.sender) && info.services?.some((s) => s.name === "flow-shard")) {
+            this.joinedAt.set(info.sender, now());
+          }
+        } catch {
+          /* not a JSON packet: ignore */
+        }
+      },
+    });
+  }
+
+  private spawnNode(nodeID: string, services: string, port: number): Child {
+    const child = startNode(`${this.label} ${nodeID}`, flowmeshRunnerArgs(), {
+      ...FLOWMESH_ENV,
+      TRANSPORTER: `nats://127.0.0.1:${this.natsPort}`,
+      NAMESPACE: this.namespace,
+      NODEID: nodeID,
+      REPLICAS: String(this.replicas),
+      PORT: String(port),
+      SERVICES: services,
+    });
+    this.nodes.set(nodeID, child);
+    if (child.process.pid !== undefined) this.pids.push(child.process.pid);
+    return child;
+  }
+
+  /** Spawn a shard node (SERVICES=flow-shard) and return at once with the spawn time (now()). */
+  async spawnShard(nodeID: string): Promise<number> {
+    if (this.nodes.has(nodeID) || this.killed.has(nodeID)) throw new Error(`${this.label}: node ${nodeID} was started before`);
+    const port = await freePort(); // unused by a shard node (no api service), but set as for any node
+    const t = now();
+    this.spawnNode(nodeID, "flow-shard", port);
+    return t;
+  }
+
+  /** Wait until the shard node announced itself on NATS with its flow-shard service. */
+  async waitJoined(nodeID: string, timeoutMs = SHARD_JOIN_TIMEOUT_MS): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (!this.joinedAt.has(nodeID)) {
+      this.assertAlive();
+      if (Date.now() > deadline) throw new Error(`${this.label}: shard ${nodeID} did not announce itself on NATS within ${timeoutMs / 1000} s\n${this.nodes.get(nodeID)?.tail() ?? ""}`);
+      await sleep(50);
+    }
+  }
+
+  /** NATS, then the shard nodes one after another (each announced before the next), then the gateway; until settled. */
+  async start(): Promise<void> {
+    await this.startNats();
+    for (let i = 0; i < SHARD_NODES; i++) {
+      const id = this.nextShardID();
+      await this.spawnShard(id);
+      await this.waitJoined(id);
+    }
+    const port = await freePort();
+    this.spawnNode(GATEWAY_ID, "api,flows,cluster", port);
+    this.url = `http://127.0.0.1:${port}`;
+    await waitForHealth(this.url, [...this.nodes.values()], this.label);
+    await pollCluster(this, now(), {
+      what: `${this.label} start`,
+      timeoutMs: CLUSTER_START_TIMEOUT_MS,
+      intervalMs: SETTLE_POLL_MS,
+      stableEpochPolls: 2,
+      checkReady: true,
+      condition: settledOn(this.shardIDs(), false),
+    });
+  }
+
+  /** kill -9 a node; it leaves `nodes` and `pids` at once. */
+  async kill9(nodeID: string): Promise<void> {
+    const child = this.nodes.get(nodeID);
+    if (child === undefined) throw new Error(`${this.label}: no live node ${nodeID}`);
+    this.killed.add(nodeID);
+    this.nodes.delete(nodeID);
+    const i = this.pids.indexOf(child.process.pid ?? -1);
+    if (i >= 0) this.pids.splice(i, 1);
+    await child.kill();
+  }
+
+  /** Throws when nats-server or a node the bench did not kill has exited. */
+  assertAlive(): void {
+    if (this.nats?.exited()) throw new Error(`${this.label}: nats-server exited\n${this.nats.tail()}`);
+    for (const [id, child] of this.nodes) {
+      if (child.exited()) throw new Error(`${this.label}: node ${id} exited unexpectedly (${child.process.exitCode ?? child.process.signalCode})\n${child.tail()}`);
+    }
+  }
+
+  /** SIGKILL every node at once (a SIGTERM would start graceful handoffs), then stop nats-server. */
+  async stop(): Promise<void> {
+    await Promise.all([...this.nodes.values()].map((c) => c.kill()));
+    this.nodes.clear();
+    this.pids.length = 0;
+    if (this.watcher) {
+      await this.watcher.close().catch(() => undefined);
+      this.watcher = null;
+    }
+    if (this.nats) await this.nats.stop();
+  }
+}
+
+async function startCluster(label: string, replicas: number): Promise<Running> {
+  const cluster = new Cluster(label, replicas);
+  try {
+    await cluster.start();
+  } catch (err) {
+    await cluster.stop();
+    throw err;
+  }
+  return { url: cluster.url, pids: cluster.pids, natsPid: cluster.natsPid, cluster, stop: () => cluster.stop() };
+}
+
+const clusterR1Target: Target = {
+  key: "cluster-r1",
+  title: "cluster-r1",
+  goals: { flows_per_s_ratio_batch1000_min: 0.4, get_hour_100k_ms_median_max: 150 },
+  clusterScenarios: ["handoff"],
+  start: () => startCluster("cluster-r1", 1),
+};
+
+const clusterR2Target: Target = {
+  key: "cluster-r2",
+  title: "cluster-r2",
+  goals: { flows_per_s_ratio_batch1000_min: 0.33, get_hour_100k_ms_median_max: 150, failover_ms_median_max: 5000 },
+  clusterScenarios: ["failover"],
+  start: () => startCluster("cluster-r2", 2),
+};
+
+const TARGETS: Target[] = [referenceTarget, embeddedTarget, clusterR1Target, clusterR2Target];
+
+// ---------------------------------------------------------------------------------------
+// Watching a cluster through its gateway
+
+interface JsonAnswer<T> {
+  status: number;
+  json: T | null;
+  text: string;
+}
+
+async function getJson<T>(url: string, pathAndQuery: string, timeoutMs: number): Promise<JsonAnswer<T>> {
+  const res = await httpRequest(false, url, "GET", pathAndQuery, undefined, timeoutMs);
+  const text = res.body.toString("utf8");
+  let json: T | null = null;
+  try {
+    json = JSON.parse(text) as T;
+  } catch {
+    json = null;
+  }
+  return { status: res.status, json, text };
+}
+
+async function clusterStatus(url: string): Promise<ClusterStatus> {
+  const c = await getJson<ClusterStatus>(url, "/cluster", 10_000);
+  if (c.status !== 200 || c.json === null) throw new Error(`GET /cluster answered ${c.status}: ${c.text.slice(0, 300)}`);
+  return c.json;
+}
+
+/** null when the cluster status meets it, else why not. */
+type Condition = (s: ClusterStatus) => string | null;
+
+/** Exactly `expected` shard nodes, each with primaries, no handoff, every primary one of them (and, if asked, every partition with R copies). */
+function settledOn(expected: string[], requireReplicated: boolean): Condition {
+  const want = [...expected].sort();
+  return (s) => {
+    const ids = s.nodes.map((n) => n.nodeID).sort();
+    if (ids.join(",") !== want.join(",")) return `nodes [${ids.join(", ")}], waiting for [${want.join(", ")}]`;
+    const idle = s.nodes.filter((n) => n.primaries === 0).map((n) => n.nodeID);
+    if (idle.length > 0) return `no primaries yet on ${idle.join(", ")}`;
+    if (s.handoffs.length > 0) return `${s.handoffs.length} handoff(s) under way`;
+    const bad = s.partitions.filter((p) => p.primary === null || !want.includes(p.primary)).length;
+    if (s.partitions.length !== s.partitionCount || bad > 0) return `${bad} of ${s.partitionCount} partitions without a primary among the nodes`;
+    if (requireReplicated && s.underReplicated.length > 0) return `${s.underReplicated.length} partition(s) under-replicated`;
+    return null;
+  };
+}
+
+/** Every partition has a primary, and it is one of `live`. */
+function primariesOn(live: string[]): Condition {
+  return (s) => {
+    if (s.partitions.length !== s.partitionCount) return `${s.partitions.length} of ${s.partitionCount} partitions listed`;
+    const bad = s.partitions.filter((p) => p.primary === null || !live.includes(p.primary));
+    if (bad.length === 0) return null;
+    const by = new Map<string, number>();
+    for (const p of bad) by.set(p.primary ?? "none", (by.get(p.primary ?? "none") ?? 0) + 1);
+    return `${bad.length} partition(s) without a live primary (${[...by].map(([n, c]) => `${c} on ${n}`).join(", ")})`;
+  };
+}
+
+function describeStatus(s: ClusterStatus): string {
+  const nodes = s.nodes.map((n) => `${n.nodeID} ${n.primaries}p/${n.replicas}r/${fmtInt(n.flows)}f`).join(", ");
+  return `epoch ${s.epoch}, coordinator ${s.coordinator}, ${nodes}, ${s.handoffs.length} handoffs, ${s.underReplicated.length} under-replicated`;
+}
+
+interface PollOutcome {
+  status: ClusterStatus;
+  /** ms from t0 to the answer that completed the condition (the last of the stable polls). */
+  ms: number;
+  /** ms from t0 to the first answer of that final run of satisfying polls (= ms when one poll suffices). */
+  first_seen_ms: number;
+  polls: number;
+  /** GET /ready answers other than 200 seen while polling. */
+  ready_non200: number;
+  /** GET /cluster or /ready requests that failed or answered non-200 (other than /ready's 503). */
+  request_errors: number;
+  /** slowest poll (GET /ready + GET /cluster), ms */
+  max_poll_ms: number;
+  /** the first few distinct non-200 answers / errors seen */
+  samples: string[];
+}
+
+interface PollOptions {
+  what: string;
+  timeoutMs: number;
+  intervalMs: number;
+  /** consecutive satisfying polls with the same epoch required */
+  stableEpochPolls: number;
+  /** also require GET /ready = 200 (polled first) */
+  checkReady: boolean;
+  condition: Condition;
+  /** print a progress line every 2 s */
+  progress?: boolean;
+}
+
+/** Poll GET /ready (if asked) and GET /cluster through the gateway, intervalMs apart, until the condition holds. */
+async function pollCluster(cluster: Cluster, t0: number, o: PollOptions): Promise<PollOutcome> {
+  let polls = 0;
+  let readyNon200 = 0;
+  let requestErrors = 0;
+  let maxPollMs = 0;
+  let streak = 0;
+  let streakEpoch = -1;
+  let firstSeen = 0;
+  let reason = "no answer yet";
+  let last: ClusterStatus | null = null;
+  let lastProgress = now();
+  const samples: string[] = [];
+  const sample = (text: string): void => {
+    if (samples.length < 5 && !samples.includes(text)) samples.push(text);
+  };
+  for (;;) {
+    cluster.assertAlive();
+    const pollStart = now();
+    polls++;
+    let status: ClusterStatus | null = null;
+    try {
+      let readyOk = true;
+      if (o.checkReady) {
+        const r = await getJson<unknown>(cluster.url, "/ready", 5000);
+        if (r.status !== 200) {
+          readyOk = false;
+          readyNon200++;
+          reason = `GET /ready answered ${r.status}: ${r.text.slice(0, 200)}`;
+          sample(`${((now() - t0) / 1000).toFixed(2)} s: ${reason}`);
+        }
+      }
+      if (readyOk) {
+        const c = await getJson<ClusterStatus>(cluster.url, "/cluster", 10_000);
+        if (c.status !== 200 || c.json === null) {
+          requestErrors++;
+          reason = `GET /cluster answered ${c.status}: ${c.text.slice(0, 200)}`;
+          sample(`${((now() - t0) / 1000).toFixed(2)} s: ${reason}`);
+        } else {
+          status = c.json;
+          last = status;
+        }
+      }
+    } catch (err) {
+      requestErrors++;
+      reason = (err as Error).message;
+      sample(`${((now() - t0) / 1000).toFixed(2)} s: ${reason}`);
+    }
+    const t = now();
+    maxPollMs = Math.max(maxPollMs, t - pollStart);
+    const unmet = status === null ? reason : o.condition(status);
+    if (status !== null && unmet === null) {
+      if (streak > 0 && status.epoch === streakEpoch) {
+        streak++;
+      } else {
+        streak = 1;
+        streakEpoch = status.epoch;
+        firstSeen = t;
+      }
+      if (streak >= o.stableEpochPolls) {
+        return {
+          status,
+          ms: t - t0,
+          first_seen_ms: firstSeen - t0,
+          polls,
+          ready_non200: readyNon200,
+          request_errors: requestErrors,
+          max_poll_ms: maxPollMs,
+          samples,
+        };
+      }
+      reason = `epoch ${status.epoch}: waiting for ${o.stableEpochPolls} polls with the same epoch`;
+    } else {
+      streak = 0;
+      if (unmet !== null) reason = unmet;
+    }
+    if (o.progress && t - lastProgress >= 2000) {
+      lastProgress = t;
+      console.log(`      ${o.what}: ${((t - t0) / 1000).toFixed(1)} s; ${last ? describeStatus(last) : "no /cluster yet"}; ${reason}`);
+    }
+    if (t - t0 >= o.timeoutMs) {
+      throw new Error(`${o.what}: not done within ${o.timeoutMs / 1000} s (${polls} polls; last: ${reason}${last ? `; ${describeStatus(last)}` : ""})`);
+    }
+    await sleep(o.intervalMs);
+  }
+}
 
 // ---------------------------------------------------------------------------------------
 // Data: deterministic, identical for every target.

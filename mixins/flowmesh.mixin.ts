@@ -18,6 +18,11 @@ export interface PlacementTable {
   owners: Owners;
   /** Node that published it. */
   coordinator: string;
+  /**
+   * Start time of each owner's process when the table was made: a node restarted under
+   * the same id is a new incarnation with none of the old one's state.
+   */
+  incarnations: Record<string, number>;
 }
 
 export const SHARD_SERVICE = "flow-shard";
@@ -71,6 +76,13 @@ const FlowmeshMixin: Partial<ServiceSchema> = {
       return nodes.map((n) => n.id);
     },
 
+    /** The start time a node announces (moleculer.config.ts metadata). */
+    incarnationOf(nodeID: string): number | undefined {
+      if (nodeID === this.broker.nodeID) return (this.broker.metadata as { startedAt?: number }).startedAt;
+      const node = (this.broker.registry as unknown as { nodes: { get(id: string): NodeInfo | undefined } }).nodes.get(nodeID);
+      return node?.metadata?.startedAt;
+    },
+
     coordinatorID(): string | null {
       if (!this.broker.transit) return this.broker.nodeID;
       return this.shardNodes()[0] ?? null;
@@ -102,7 +114,7 @@ const FlowmeshMixin: Partial<ServiceSchema> = {
     this.flowmesh = settingsOf(this.broker);
     this.placement = this.broker.transit
       ? null
-      : ({ epoch: 1, owners: placePartitions([this.broker.nodeID], this.flowmesh.partitions, 1), coordinator: this.broker.nodeID } satisfies PlacementTable);
+      : ({ epoch: 1, owners: placePartitions([this.broker.nodeID], this.flowmesh.partitions, 1), coordinator: this.broker.nodeID, incarnations: {} } satisfies PlacementTable);
   },
 
   started() {

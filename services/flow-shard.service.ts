@@ -248,14 +248,26 @@ const FlowShardService: ServiceSchema = {
   },
 
   methods: {
+    /** The table lists this process (not an earlier one under the same node id) as an owner. */
+    listedInTable(table: PlacementTable): boolean {
+      return !this.broker.transit || table.incarnations[this.broker.nodeID] === this.incarnationOf(this.broker.nodeID);
+    },
+
     servesAsPrimary(partition: number): boolean {
       const table: PlacementTable | null = this.placement;
-      return table !== null && table.owners[partition]?.[0] === this.broker.nodeID && !this.released.has(partition) && !this.loading.has(partition);
+      return (
+        table !== null &&
+        table.owners[partition]?.[0] === this.broker.nodeID &&
+        this.listedInTable(table) &&
+        !this.released.has(partition) &&
+        !this.loading.has(partition)
+      );
     },
 
     holdsCopy(partition: number): boolean {
       const table: PlacementTable | null = this.placement;
-      return (table !== null && table.owners[partition]?.includes(this.broker.nodeID)) || (this.awaitingSwitch.has(partition) && !this.loading.has(partition));
+      const owner = table !== null && table.owners[partition]?.includes(this.broker.nodeID) && this.listedInTable(table);
+      return owner || (this.awaitingSwitch.has(partition) && !this.loading.has(partition));
     },
 
     /** Every other copy of the partition: its owners, and nodes being given a copy. */
@@ -330,7 +342,9 @@ const FlowShardService: ServiceSchema = {
     // ---- coordinator ----
 
     publish(owners: string[][], why: string): PlacementTable {
-      const table: PlacementTable = { epoch: (this.placement?.epoch ?? 0) + 1, owners, coordinator: this.broker.nodeID };
+      const incarnations: Record<string, number> = {};
+      for (const n of ownerNodes(owners)) incarnations[n] = this.incarnationOf(n) ?? 0;
+      const table: PlacementTable = { epoch: (this.placement?.epoch ?? 0) + 1, owners, coordinator: this.broker.nodeID, incarnations };
       this.adoptPlacement(table);
       this.broker.broadcast(PLACEMENT_EVENT, table);
       this.logger.debug(`epoch ${table.epoch}: ${why}`);
@@ -381,10 +395,17 @@ const FlowShardService: ServiceSchema = {
         this.publish(this.placement.owners, "coordinator takeover");
         this.logger.info(`Coordinator ${this.broker.nodeID} took over at epoch ${this.placement.epoch}`);
       }
-      const gone = new Set([...ownerNodes(this.placement.owners)].filter((n) => !alive.includes(n)));
+      // Gone: dead, or restarted (a new incarnation holds none of the old state).
+      const table: PlacementTable = this.placement;
+      const gone = new Set([...ownerNodes(table.owners)].filter((n) => !alive.includes(n) || this.incarnationOf(n) !== table.incarnations[n]));
       if (gone.size > 0) {
-        this.publish(withoutNodes(this.placement.owners, gone), `lost ${[...gone].join(", ")}`);
-        this.logger.warn(`Lost ${[...gone].join(", ")}: promoted surviving copies, epoch ${this.placement.epoch}`);
+        const before = this.placement.owners;
+        this.publish(withoutNodes(before, gone), `lost ${[...gone].join(", ")}`);
+        const orphaned = this.placement.owners.filter((o: string[], p: number) => o.length === 0 && before[p].length > 0).length;
+        this.logger.warn(
+          `Lost ${[...gone].join(", ")}: promoted surviving copies, epoch ${this.placement.epoch}` +
+            (orphaned > 0 ? `; ${orphaned} partition(s) had no other copy and restart empty (REPLICAS=1?)` : ""),
+        );
       }
       if (live.length === 0) return;
       const target = rebalancePartitions(this.placement.owners, live, partitions, replicas);

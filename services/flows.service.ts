@@ -30,10 +30,13 @@ function noPrimary(partitions: number, cause?: string): Errors.MoleculerRetryabl
   );
 }
 
-/** Bad input or a refused sum: retrying cannot help. */
+/**
+ * Bad input or a refused sum: retrying cannot help. Everything else (an owner that
+ * moved, a node that is gone or slow, a timeout) is worth another try.
+ */
 function isFinal(err: unknown): boolean {
   const e = err as Errors.MoleculerError;
-  return typeof e?.code === "number" && e.code >= 400 && e.code < 500 && e.type !== "WRONG_OWNER";
+  return e?.name === "ValidationError" || e?.type === "SUM_OVERFLOW";
 }
 
 interface ReadPage {
