@@ -234,12 +234,21 @@ const FlowShardService: ServiceSchema = {
   },
 
   events: {
+    /**
+     * Back on NATS after an outage, every peer looks silent until its next heartbeat:
+     * hold off judging who is gone, or a cluster-wide outage would read as everyone dying.
+     */
+    "$transporter.connected"() {
+      this.holdOffJudging();
+    },
     "$node.connected"() {
       this.reconcileSoon();
     },
     "$node.disconnected"(ctx: Context<{ node: { id: string } }>) {
       const gone = ctx.params.node.id;
       for (const copies of this.pendingCopies.values()) copies.delete(gone);
+      // A node that left may come back under the same id: it is welcome again then.
+      this.leaving.delete(gone);
       this.reconcileSoon();
     },
     "$services.changed"() {
@@ -339,6 +348,32 @@ const FlowShardService: ServiceSchema = {
       for (const [id, c] of this.cursors as Map<string, ReadCursor>) if (c.expires < now) this.cursors.delete(id);
     },
 
+    holdOffJudging() {
+      this.quietUntil = Date.now() + 3 * (this.broker.options.heartbeatTimeout ?? 3) * 1000;
+    },
+
+    /**
+     * Moleculer's registry keeps expiring peers while this node's own NATS connection
+     * is down (the NATS v2 client reconnects by itself, silently): the coordinator
+     * must not mistake its own outage for everyone else's death. Follow the client's status.
+     */
+    watchNatsConnection() {
+      const client = (this.broker.transit as unknown as { tx?: { client?: { status?: () => AsyncIterable<{ type: string }> } } })?.tx?.client;
+      if (!client?.status) return;
+      (async () => {
+        for await (const s of client.status!()) {
+          if (s.type === "disconnect") {
+            this.natsDown = true;
+            this.logger.warn("Lost NATS: placement decisions on hold");
+          } else if (s.type === "reconnect") {
+            this.natsDown = false;
+            this.holdOffJudging();
+            this.logger.info("NATS is back: waiting for peers' heartbeats before judging who is gone");
+          }
+        }
+      })().catch(() => undefined);
+    },
+
     // ---- coordinator ----
 
     publish(owners: string[][], why: string): PlacementTable {
@@ -379,6 +414,7 @@ const FlowShardService: ServiceSchema = {
 
     async reconcileOnce(): Promise<void> {
       const { partitions, replicas } = this.flowmesh;
+      if (this.natsDown || Date.now() < this.quietUntil) return;
       const alive: string[] = this.shardNodes();
       const live = alive.filter((n) => !this.leaving.has(n));
       if (!this.settled) return;
@@ -490,6 +526,8 @@ const FlowShardService: ServiceSchema = {
     this.leaving = new Set<string>();
     this.reconciling = false;
     this.reconcileAgain = false;
+    this.quietUntil = 0;
+    this.natsDown = false;
     this.wasCoordinator = false;
     this.settled = !this.broker.transit;
   },
@@ -499,6 +537,7 @@ const FlowShardService: ServiceSchema = {
     this.started_ = true;
     // Before deciding anything as coordinator, give discovery a moment and learn the current table.
     this.settleTimer = setTimeout(async () => {
+      this.watchNatsConnection();
       await this.refreshPlacement().catch(() => undefined);
       this.settled = true;
       this.reconcileSoon();
