@@ -24,7 +24,7 @@ const ClusterService: ServiceSchema = {
         const owners = table?.owners ?? [];
         const shardNodes: string[] = this.broker.transit ? this.shardNodes() : [this.broker.nodeID];
         const stats = (
-          await Promise.all(shardNodes.map((nodeID) => ctx.call<ShardStats, object>(`${SHARD_SERVICE}.stats`, {}, { nodeID, timeout: 3000 }).catch(() => null)))
+          await Promise.all(shardNodes.map((nodeID) => ctx.call<ShardStats, object>(`${SHARD_SERVICE}.stats`, {}, { nodeID, timeout: 1000 }).catch(() => null)))
         ).filter((s): s is ShardStats => s !== null);
         const primaryFlows = new Map<number, number>();
         for (const s of stats) {
