@@ -1008,14 +1008,7 @@ function pollClusterOverlapping(cluster: Cluster, t0: number, o: PollOptions): P
 // ---------------------------------------------------------------------------------------
 // Data: deterministic, identical for every target.
 
-interface FlowRecord {
-  src_app: string;
-  dest_app: string;
-  vpc_id: string;
-  hour: number;
-  bytes_tx: number;
-  bytes_rx: number;
-}
+type FlowRecord = import("../src/batching").FlowRecord;
 
 const BASE_HOUR = 480_000; // hours since the epoch, roughly 2024
 const THROUGHPUT_KEYS = 1000;

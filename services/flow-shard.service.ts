@@ -85,6 +85,24 @@ const FlowShardService: ServiceSchema = {
       },
     },
 
+    /**
+     * Undo keyed sub-batches this node applied (the gateway's answer to a sum refused on
+     * another node), here and on every copy.
+     */
+    revert: {
+      visibility: "public",
+      async handler(ctx: Context<{ batches: SubBatch[]; copy?: boolean }>) {
+        const { batches, copy } = ctx.params;
+        const reverted = this.store.revert(batches);
+        if (!copy) {
+          const byNode = new Map<string, SubBatch[]>();
+          for (const b of batches) for (const n of this.followersOf(b.partition) as string[]) byNode.set(n, [...(byNode.get(n) ?? []), b]);
+          await Promise.all(Array.from(byNode, ([nodeID, list]) => ctx.call(`${SHARD_SERVICE}.revert`, { batches: list, copy: true }, { nodeID })));
+        }
+        return { reverted };
+      },
+    },
+
     /** A copy's write path: apply what a primary forwards (queued while the copy is loading). */
     replicate: {
       visibility: "public",

@@ -75,6 +75,9 @@ const FlowsService: ServiceSchema = {
         const key = ctx.params.idempotencyKey ?? (clustered ? `flowmesh:${randomUUID()}` : undefined);
         let batches = splitByPartition(flows, this.flowmesh.partitions, key);
         if (clustered) batches = splitOversized(batches, MESSAGE_BYTES);
+        // What each node applied, to undo it if another node refuses a sum (nothing may stay applied).
+        const applied: [string, SubBatch[]][] = [];
+        let refusal: unknown = null;
         await this.withRetries(batches.length, async (table: PlacementTable, pending: SubBatch[] | null) => {
           const todo = pending ?? batches;
           const failed: SubBatch[] = [];
@@ -85,17 +88,25 @@ const FlowsService: ServiceSchema = {
               const messages = clustered ? packMessages(list, MESSAGE_BYTES) : [list];
               await Promise.all(
                 messages.map((message) =>
-                  ctx.call(`${SHARD_SERVICE}.apply`, { epoch: table.epoch, batches: message }, { nodeID }).catch((err) => {
-                    if (isFinal(err)) throw err;
-                    cause = (err as Error).message;
-                    failed.push(...message);
-                  }),
+                  ctx.call(`${SHARD_SERVICE}.apply`, { epoch: table.epoch, batches: message }, { nodeID }).then(
+                    () => void applied.push([nodeID, message]),
+                    (err) => {
+                      if (isFinal(err)) refusal = err;
+                      cause = (err as Error).message;
+                      failed.push(...message);
+                    },
+                  ),
                 ),
               );
             }),
           );
+          if (refusal !== null) return null;
           return failed.length === 0 ? null : { pending: failed, cause };
         });
+        if (refusal !== null) {
+          if (clustered) await this.revertApplied(ctx, applied);
+          throw refusal;
+        }
         return { accepted: flows.length };
       },
     },
@@ -186,6 +197,17 @@ const FlowsService: ServiceSchema = {
         delay = Math.min(delay * 2, 250);
         await this.refreshPlacement();
       }
+    },
+
+    /** Undo what owners applied of a refused request; its keys are forgotten, so a corrected retry applies. */
+    async revertApplied(ctx: Context, applied: [string, SubBatch[]][]): Promise<void> {
+      await Promise.all(
+        applied.map(([nodeID, batches]) =>
+          ctx.call(`${SHARD_SERVICE}.revert`, { batches }, { nodeID }).catch((err: Error) => {
+            this.logger.error(`Could not undo a refused write on ${nodeID}: ${err.message}`);
+          }),
+        ),
+      );
     },
 
     /** One owner's sorted flows for the partitions (following its read cursor page by page), or null run if unchanged. */

@@ -59,6 +59,9 @@ function tick(): number {
 /** Tables up to this many keys find a key by scanning; larger ones keep a Map. */
 const SCAN_MAX = 8;
 
+/** Keyed sub-batches whose created flows PartitionStore.revert can still remove. */
+const RECENT_CREATIONS = 8192;
+
 /**
  * The flows of one hour in one partition. Most tables are small (an hour's flows are
  * spread over all partitions), so the layout is lean: the keys by slot, the sums
@@ -119,6 +122,24 @@ export class HourTable {
     this.order = null;
     this.stamp = this.keyStamp = tick();
     return slot;
+  }
+
+  /** Remove any slot: the last slot takes its place. */
+  removeSlot(slot: number): void {
+    const last = this.size - 1;
+    const key = this.keys[slot];
+    if (slot !== last) {
+      const moved = this.keys[last];
+      this.keys[slot] = moved;
+      this.sums[2 * slot] = this.sums[2 * last];
+      this.sums[2 * slot + 1] = this.sums[2 * last + 1];
+      if (this.index !== null) this.index.set(moved, slot);
+    }
+    this.keys[last] = undefined as unknown as string;
+    this.size = last;
+    if (this.index !== null) this.index.delete(key);
+    this.order = null;
+    this.stamp = this.keyStamp = tick();
   }
 
   /** Remove the newest slot (rollback of the batch that created it). */
@@ -246,6 +267,10 @@ export class Partition {
     return this.dedupe !== null && this.dedupe.has(idempotencyKey);
   }
 
+  forget(idempotencyKey: string): void {
+    this.dedupe?.delete(idempotencyKey);
+  }
+
   rememberApplied(idempotencyKey: string): void {
     if (this.dedupe === null) {
       // maxSize rather than max: lru-cache preallocates `max` slots, and most partitions never see a key.
@@ -298,7 +323,7 @@ export class PartitionStore {
     // Undo log, filled only as far as needed: the applied (partition-local) prefix of
     // each sub-batch, and the tables in which a slot was created, in creation order.
     const appliedBatches: SubBatch[] = [];
-    const created: { partition: Partition; table: HourTable }[] = [];
+    const created: { partition: Partition; table: HourTable; key: string; batch: SubBatch }[] = [];
     let duplicates = 0;
     const stamp = tick();
     for (const batch of batches) {
@@ -322,7 +347,7 @@ export class PartitionStore {
         let slot = table!.find(key);
         if (slot < 0) {
           slot = table!.slotOf(key);
-          created.push({ partition, table: table! });
+          created.push({ partition, table: table!, key, batch });
         }
         const sums = table!.sums;
         const newTx = sums[2 * slot] + tx;
@@ -339,11 +364,67 @@ export class PartitionStore {
       }
       appliedBatches.push(batch);
     }
-    for (const { partition } of created) partition.flowCount++;
+    for (const c of created) {
+      c.partition.flowCount++;
+      if (c.batch.idempotencyKey !== undefined) this.rememberCreation(c.batch, c.table, c.key);
+    }
     for (const batch of appliedBatches) {
       if (batch.idempotencyKey !== undefined) this.partition(batch.partition).rememberApplied(batch.idempotencyKey);
     }
     return { applied: appliedBatches.length, duplicates };
+  }
+
+  /**
+   * The keys each recent keyed sub-batch created, so that revert() can remove them
+   * again. Only the last RECENT_CREATIONS sub-batches: a revert follows its apply
+   * within one request.
+   */
+  private readonly creations = new Map<string, { table: HourTable; key: string }[]>();
+
+  private rememberCreation(batch: SubBatch, table: HourTable, key: string): void {
+    const id = `${batch.partition}\u0000${batch.idempotencyKey}`;
+    let list = this.creations.get(id);
+    if (list === undefined) {
+      this.creations.set(id, (list = []));
+      if (this.creations.size > RECENT_CREATIONS) this.creations.delete(this.creations.keys().next().value as string);
+    }
+    list.push({ table, key });
+  }
+
+  /**
+   * Undo keyed sub-batches applied earlier (a cluster write refused by another owner
+   * node for a sum past 2^53-1 must apply nothing anywhere): subtract their entries,
+   * remove the flows they created if nothing else has added to them since, and forget
+   * their keys. A sub-batch this store never applied is skipped.
+   */
+  revert(batches: SubBatch[]): number {
+    let reverted = 0;
+    for (const batch of batches) {
+      const partition = this.partitions.get(batch.partition);
+      const key = batch.idempotencyKey;
+      if (partition === undefined || key === undefined || !partition.hasApplied(key)) continue;
+      const e = batch.entries;
+      for (let i = 0; i < e.length; i += ENTRY_STRIDE) {
+        const table = partition.hours.get(e[i + 1] as number);
+        const slot = table === undefined ? -1 : table.find(e[i] as string);
+        if (slot < 0) continue;
+        table!.sums[2 * slot] -= e[i + 2] as number;
+        table!.sums[2 * slot + 1] -= e[i + 3] as number;
+        table!.stamp = tick();
+      }
+      const id = `${batch.partition}\u0000${key}`;
+      for (const c of this.creations.get(id) ?? []) {
+        const slot = c.table.find(c.key);
+        if (slot >= 0 && c.table.tx(slot) === 0 && c.table.rx(slot) === 0) {
+          c.table.removeSlot(slot);
+          partition.flowCount--;
+        }
+      }
+      this.creations.delete(id);
+      partition.forget(key);
+      reverted++;
+    }
+    return reverted;
   }
 
   private undo(appliedBatches: SubBatch[], created: { partition: Partition; table: HourTable }[]): void {

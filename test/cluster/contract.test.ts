@@ -21,7 +21,7 @@ describeWithNats("three-node cluster", () => {
     await cluster?.stop();
   });
 
-  apiContract(() => cluster.urls(), { overflowAtomicAcrossNodes: false });
+  apiContract(() => cluster.urls());
 
   describe("a plain Moleculer broker on the same NATS", () => {
     beforeAll(async () => {

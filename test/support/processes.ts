@@ -157,7 +157,7 @@ export async function startCluster(n: number, env: Record<string, string> = {}):
     },
     async stop() {
       await Promise.all(nodes.map((x) => x.stop("SIGKILL")));
-      await nats.stop();
+      await cluster.nats.stop(); // the current one: a test may have replaced it
     },
   };
   for (let i = 1; i <= n; i++) {

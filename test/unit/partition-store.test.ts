@@ -138,3 +138,23 @@ describe("snapshots", () => {
     expect(dst.read(0, {})).toEqual(src.read(0, {}));
   });
 });
+
+describe("revert", () => {
+  test("undoes keyed sub-batches exactly: sums, created flows, remembered keys", () => {
+    const s = store();
+    s.apply(splitByPartition([rec("old", 1, 5, 5), rec("shared", 1, 1, 1)], P, "k0"));
+    const before = JSON.stringify(readAll(s, 1));
+    const batch = splitByPartition([...Array.from({ length: 40 }, (_, i) => rec(`n${i}`, 1, i, 1)), rec("old", 1, 3, 3), rec("shared", 1, 2, 2)], P, "k1");
+    s.apply(batch);
+    // another request adds to a flow k1 created: that flow must stay
+    s.apply(splitByPartition([rec("n7", 1, 100, 0)], P, "k2"));
+    expect(s.revert(batch)).toBe(batch.length);
+    const after = readAll(s, 1);
+    expect(after.filter(([k]) => k !== encodeFlowKey("n7", "d", "v"))).toEqual(JSON.parse(before));
+    expect(after.find(([k]) => k === encodeFlowKey("n7", "d", "v"))).toEqual([encodeFlowKey("n7", "d", "v"), 100, 0]);
+    expect(s.flowCount()).toBe(3);
+    // the key is forgotten: the same sub-batches apply again; a second revert of nothing applied is a no-op
+    expect(s.apply(batch).applied).toBe(batch.length);
+    expect(s.revert(splitByPartition([rec("zzz", 1, 1)], P, "never"))).toBe(0);
+  });
+});
