@@ -231,11 +231,11 @@ export interface SnapshotChunk {
 
 /**
  * Upper bound of a key's bytes once JSON-encoded with its sums: a UTF-16 unit takes at
- * most 3 UTF-8 bytes, and a NUL is escaped as 6 characters but is 1 unit of 2 (it
- * always comes in a pair with 0x01/0x02, which escape to 6 too): 6 per unit is safe.
+ * most 6 bytes (a control character such as the separators' NUL and 0x01 is escaped as
+ * \u0000; anything else is at most 3 UTF-8 bytes), plus room for the numbers.
  */
 export function estimateKeyBytes(key: string): number {
-  return key.length * 3 + (key.indexOf("\u0000") === -1 ? 0 : key.length * 3) + 48;
+  return key.length * 6 + 48;
 }
 
 /** One partition: hours -> HourTable, plus the idempotency keys it has applied. */
