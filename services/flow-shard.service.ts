@@ -77,7 +77,7 @@ const FlowShardService: ServiceSchema = {
             throw err;
           }
           // Duplicates are forwarded too: a retry after a failed forward must reach the copies (they dedupe).
-          await this.forward(batches);
+          await this.toFollowers("replicate", batches);
           return result;
         } finally {
           for (const b of batches) this.inflight.set(b.partition, this.inflight.get(b.partition) - 1);
@@ -94,11 +94,7 @@ const FlowShardService: ServiceSchema = {
       async handler(ctx: Context<{ batches: SubBatch[]; copy?: boolean }>) {
         const { batches, copy } = ctx.params;
         const reverted = this.store.revert(batches);
-        if (!copy) {
-          const byNode = new Map<string, SubBatch[]>();
-          for (const b of batches) for (const n of this.followersOf(b.partition) as string[]) byNode.set(n, [...(byNode.get(n) ?? []), b]);
-          await Promise.all(Array.from(byNode, ([nodeID, list]) => ctx.call(`${SHARD_SERVICE}.revert`, { batches: list, copy: true }, { nodeID })));
-        }
+        if (!copy) await this.toFollowers("revert", batches, { copy: true });
         return { reverted };
       },
     },
@@ -308,7 +304,8 @@ const FlowShardService: ServiceSchema = {
       return out;
     },
 
-    async forward(batches: SubBatch[]): Promise<void> {
+    /** Send sub-batches to every other copy of their partitions (replicate, or revert), packed into messages. */
+    async toFollowers(action: "replicate" | "revert", batches: SubBatch[], extra: object = {}): Promise<void> {
       let byNode: Map<string, SubBatch[]> | null = null;
       for (const b of batches) {
         const followers: string[] = this.followersOf(b.partition);
@@ -322,7 +319,7 @@ const FlowShardService: ServiceSchema = {
       if (byNode === null) return;
       await Promise.all(
         Array.from(byNode, ([nodeID, list]) =>
-          Promise.all(packMessages(list, MESSAGE_BYTES).map((message) => this.broker.call(`${SHARD_SERVICE}.replicate`, { batches: message }, { nodeID }))),
+          Promise.all(packMessages(list, MESSAGE_BYTES).map((message) => this.broker.call(`${SHARD_SERVICE}.${action}`, { batches: message, ...extra }, { nodeID }))),
         ),
       );
     },

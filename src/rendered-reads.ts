@@ -6,7 +6,7 @@
  *
  * Why: JSON.stringify of an hour of 100,000 flow objects costs ~55 ms, more than the
  * whole read budget; an hour that is read again unchanged can answer with the bytes
- * it answered last time. Intended use in flows.aggregate (embedded and cluster):
+ * it answered last time. As flows.aggregate uses it (embedded and cluster):
  *
  *   version = combine(placement epoch, each owner node's store.hourVersion(hour, itsPartitions))
  *   body = cache.get(hour, filter, version)

@@ -73,7 +73,7 @@ function stopper(child: ChildProcess) {
 }
 
 /** Start a Flowmesh node from dist/ (run `npm run build` first; `npm test` does). */
-export async function startNode(env: Record<string, string> = {}, opts: { waitReady?: boolean } = {}): Promise<NodeProcess> {
+export async function startNode(env: Record<string, string> = {}): Promise<NodeProcess> {
   const port = env.PORT ? Number(env.PORT) : await freePort();
   const nodeID = env.NODEID ?? `node-${port}`;
   const child = spawn(process.execPath, [path.join(ROOT, "node_modules/moleculer/bin/moleculer-runner.js"), "--config", "dist/moleculer.config.js"], {
@@ -88,7 +88,7 @@ export async function startNode(env: Record<string, string> = {}, opts: { waitRe
     if (child.exitCode !== null) throw new Error(`node ${nodeID} exited: ${output()}`);
     return (await fetch(`${url}/health`)).ok;
   });
-  if (opts.waitReady !== false) await waitFor(`node ${nodeID} /ready`, async () => (await fetch(`${url}/ready`)).ok);
+  await waitFor(`node ${nodeID} /ready`, async () => (await fetch(`${url}/ready`)).ok);
   return node;
 }
 
