@@ -10,6 +10,7 @@ interface ShardStats {
   flows: number;
   partitions: Record<number, number>;
   loading: number[];
+  ingested: { records: number; batches: number };
   handoffs: { partition: number; from: string; to: string; chunks: number; sent: number; flows: number; startedAt: number }[];
 }
 
@@ -45,6 +46,8 @@ const ClusterService: ServiceSchema = {
             primaryFlows: Object.entries(s.partitions).reduce((a, [p, n]) => (owners[Number(p)]?.[0] === s.nodeID ? a + n : a), 0),
             primaries: owners.filter((o) => o[0] === s.nodeID).length,
             replicas: owners.filter((o) => o.indexOf(s.nodeID) > 0).length,
+            // Cumulative, since the node started: a client's rate is the difference of two reads.
+            recordsIngested: s.ingested.records,
           })),
           partitions: owners.map((o, p) => ({ partition: p, primary: o[0] ?? null, replicas: o.slice(1), flows: primaryFlows.get(p) ?? 0 })),
           underReplicated: owners.map((o, p) => ({ partition: p, copies: o.length })).filter((x) => x.copies < replicas).map((x) => x.partition),

@@ -70,6 +70,8 @@ const FlowShardService: ServiceSchema = {
           let result;
           try {
             result = this.store.apply(batches);
+            this.ingested.records += result.records;
+            this.ingested.batches += result.applied;
           } catch (err) {
             if (err instanceof SumOverflowError) {
               throw new Errors.MoleculerClientError(err.message, 422, "SUM_OVERFLOW", { flow: err.flow, field: err.field });
@@ -232,6 +234,7 @@ const FlowShardService: ServiceSchema = {
           flows: this.store.flowCount(),
           partitions,
           loading: [...this.loading.keys()],
+          ingested: this.ingested,
           handoffs: [...(this.handoffs as Map<string, Handoff>).values()],
         };
       },
@@ -537,6 +540,8 @@ const FlowShardService: ServiceSchema = {
     this.released = new Map<number, number>();
     this.inflight = new Map<number, number>();
     this.handoffs = new Map<string, Handoff>();
+    /** Cumulative writes applied here as primary (not duplicates): the ingest rate on /cluster. */
+    this.ingested = { records: 0, batches: 0 };
     this.cursors = new Map<string, ReadCursor>();
     this.leaving = new Set<string>();
     this.reconciling = false;

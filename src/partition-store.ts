@@ -298,6 +298,8 @@ export class Partition {
 export interface ApplyResult {
   applied: number;
   duplicates: number;
+  /** Records in the applied (not duplicate) sub-batches. */
+  records: number;
 }
 
 /**
@@ -368,10 +370,12 @@ export class PartitionStore {
       c.partition.flowCount++;
       if (c.batch.idempotencyKey !== undefined) this.rememberCreation(c.batch, c.table, c.key);
     }
+    let records = 0;
     for (const batch of appliedBatches) {
+      records += batch.entries.length / ENTRY_STRIDE;
       if (batch.idempotencyKey !== undefined) this.partition(batch.partition).rememberApplied(batch.idempotencyKey);
     }
-    return { applied: appliedBatches.length, duplicates };
+    return { applied: appliedBatches.length, duplicates, records };
   }
 
   /**

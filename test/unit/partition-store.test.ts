@@ -54,6 +54,8 @@ describe("PartitionStore", () => {
     const second = s.apply(splitByPartition(batch, P, "key"));
     expect(second.duplicates).toBe(first.applied);
     expect(second.applied).toBe(0);
+    expect(first.records).toBe(50);
+    expect(second.records).toBe(0);
     expect(readAll(s, 1).reduce((a, [, tx]) => a + (tx as number), 0)).toBe(batch.reduce((a, r) => a + r.bytes_tx, 0));
   });
 
