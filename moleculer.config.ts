@@ -4,9 +4,16 @@
  * HEARTBEATTIMEOUT, ...); Flowmesh's own settings (PORT, PARTITIONS, REPLICAS, ...)
  * are read by readSettings and exposed as `flowmesh`. See README "Configuration".
  */
-import type { BrokerOptions } from "moleculer";
+import { Validators, type BrokerOptions } from "moleculer";
 import { readSettings } from "./src/settings";
+import { addFlowRules } from "./src/validation";
 import GracefulLeave from "./mixins/graceful-leave.middleware";
+
+// New-style custom checks; Flowmesh's own rule types (a flow record: src/validation.ts).
+// (moleculer's typings omit the constructor's options and the inner instance.)
+const FastestValidator = Validators.Fastest as unknown as new (options: object) => Validators.Fastest & { validator: Parameters<typeof addFlowRules>[0] };
+const validator = new FastestValidator({ useNewCustomCheckerFunction: true });
+addFlowRules(validator.validator);
 
 const config: BrokerOptions & { flowmesh: ReturnType<typeof readSettings> } = {
   namespace: process.env.NAMESPACE || "flowmesh",
@@ -25,8 +32,7 @@ const config: BrokerOptions & { flowmesh: ReturnType<typeof readSettings> } = {
   // Calls to shard actions name their node (Flowmesh's placement decides ownership).
   // preferLocal keeps api -> flows in process: a request body never crosses NATS whole.
   registry: { strategy: "RoundRobin", preferLocal: true },
-  // New-style custom checks: string limits count Unicode characters (src/validation.ts).
-  validator: { type: "Fastest", options: { useNewCustomCheckerFunction: true } },
+  validator,
   metrics: { enabled: false },
   tracing: { enabled: false },
   // The coordinator is the oldest live shard node.
