@@ -8,7 +8,7 @@
 import { randomUUID } from "crypto";
 import { Errors, type Context, type ServiceSchema } from "moleculer";
 import FlowmeshMixin, { PLACEMENT_EVENT, SHARD_SERVICE, type PlacementTable } from "../mixins/flowmesh.mixin";
-import { packMessages } from "../src/batching";
+import { fromMessage, packMessages, toMessage, type SubBatchMessage } from "../src/batching";
 import type { FlowFilter } from "../src/flow-key";
 import { PartitionStore, SumOverflowError, estimateKeyBytes, type FlowRun, type SnapshotChunk, type SubBatch } from "../src/partition-store";
 import { rebalancePartitions } from "../src/placement";
@@ -61,8 +61,8 @@ const FlowShardService: ServiceSchema = {
     /** Primary write path (from `flows`): apply atomically, forward to the copies, then answer. */
     apply: {
       visibility: "public",
-      async handler(ctx: Context<{ epoch: number; batches: SubBatch[] }>) {
-        const { batches } = ctx.params;
+      async handler(ctx: Context<{ epoch: number } & SubBatchMessage>) {
+        const batches = fromMessage(ctx.params);
         const refused = batches.filter((b) => !this.servesAsPrimary(b.partition)).map((b) => b.partition);
         if (refused.length > 0) throw wrongOwner(refused, this.placement?.epoch);
         for (const b of batches) this.inflight.set(b.partition, (this.inflight.get(b.partition) ?? 0) + 1);
@@ -93,8 +93,9 @@ const FlowShardService: ServiceSchema = {
      */
     revert: {
       visibility: "public",
-      async handler(ctx: Context<{ batches: SubBatch[]; copy?: boolean }>) {
-        const { batches, copy } = ctx.params;
+      async handler(ctx: Context<SubBatchMessage & { copy?: boolean }>) {
+        const batches = fromMessage(ctx.params);
+        const { copy } = ctx.params;
         const reverted = this.store.revert(batches);
         if (!copy) await this.toFollowers("revert", batches, { copy: true });
         return { reverted };
@@ -104,9 +105,9 @@ const FlowShardService: ServiceSchema = {
     /** A copy's write path: apply what a primary forwards (queued while the copy is loading). */
     replicate: {
       visibility: "public",
-      handler(ctx: Context<{ batches: SubBatch[] }>) {
+      handler(ctx: Context<SubBatchMessage>) {
         const now: SubBatch[] = [];
-        for (const b of ctx.params.batches) {
+        for (const b of fromMessage(ctx.params)) {
           const queue = this.loading.get(b.partition);
           if (queue) queue.push(b);
           else if (this.holdsCopy(b.partition)) now.push(b);
@@ -322,7 +323,7 @@ const FlowShardService: ServiceSchema = {
       if (byNode === null) return;
       await Promise.all(
         Array.from(byNode, ([nodeID, list]) =>
-          Promise.all(packMessages(list, MESSAGE_BYTES).map((message) => this.broker.call(`${SHARD_SERVICE}.${action}`, { batches: message, ...extra }, { nodeID }))),
+          Promise.all(packMessages(list, MESSAGE_BYTES).map((message) => this.broker.call(`${SHARD_SERVICE}.${action}`, { ...toMessage(message), ...extra }, { nodeID }))),
         ),
       );
     },

@@ -8,7 +8,7 @@
 import { randomUUID } from "crypto";
 import { Errors, type Context, type ServiceSchema } from "moleculer";
 import FlowmeshMixin, { SHARD_SERVICE, type PlacementTable } from "../mixins/flowmesh.mixin";
-import { groupByPrimary, packMessages, partitionsByPrimary, splitByPartition, splitOversized, type FlowRecord } from "../src/batching";
+import { groupByPrimary, packMessages, partitionsByPrimary, splitByPartition, splitOversized, toMessage, type FlowRecord } from "../src/batching";
 import { toFlowRecords, type FlowFilter } from "../src/flow-key";
 import { mergeRuns, type FlowRun, type SubBatch } from "../src/partition-store";
 import { RenderedReadCache, filterKey, renderFlowRecords } from "../src/rendered-reads";
@@ -88,7 +88,7 @@ const FlowsService: ServiceSchema = {
               const messages = clustered ? packMessages(list, MESSAGE_BYTES) : [list];
               await Promise.all(
                 messages.map((message) =>
-                  ctx.call(`${SHARD_SERVICE}.apply`, { epoch: table.epoch, batches: message }, { nodeID }).then(
+                  ctx.call(`${SHARD_SERVICE}.apply`, { epoch: table.epoch, ...(clustered ? toMessage(message) : { batches: message }) }, { nodeID }).then(
                     () => void applied.push([nodeID, message]),
                     (err) => {
                       if (isFinal(err)) refusal = err;
@@ -203,7 +203,7 @@ const FlowsService: ServiceSchema = {
     async revertApplied(ctx: Context, applied: [string, SubBatch[]][]): Promise<void> {
       await Promise.all(
         applied.map(([nodeID, batches]) =>
-          ctx.call(`${SHARD_SERVICE}.revert`, { batches }, { nodeID }).catch((err: Error) => {
+          ctx.call(`${SHARD_SERVICE}.revert`, toMessage(batches), { nodeID }).catch((err: Error) => {
             this.logger.error(`Could not undo a refused write on ${nodeID}: ${err.message}`);
           }),
         ),

@@ -119,3 +119,28 @@ export function packMessages(batches: SubBatch[], maxBytes: number): SubBatch[][
   if (current.length > 0) messages.push(current);
   return messages;
 }
+
+/**
+ * Sub-batches as a message between nodes carries them. When they all hold the same
+ * dedupe key (a request's), the key is written once for the message instead of once
+ * per sub-batch: a 1000-record request spans ~250 partitions, so the key would be a
+ * sixth of the message's bytes and of its serialising time.
+ */
+export interface SubBatchMessage {
+  key?: string;
+  batches: SubBatch[];
+}
+
+export function toMessage(batches: SubBatch[]): SubBatchMessage {
+  const key = batches.length > 0 ? batches[0].idempotencyKey : undefined;
+  if (key === undefined || batches.some((b) => b.idempotencyKey !== key)) return { batches };
+  return { key, batches: batches.map((b) => ({ partition: b.partition, entries: b.entries })) };
+}
+
+/** The sub-batches of a received message, each with its dedupe key again (they are the receiver's to change). */
+export function fromMessage(message: SubBatchMessage): SubBatch[] {
+  const { key, batches } = message;
+  if (key !== undefined) for (const b of batches) if (b.idempotencyKey === undefined) b.idempotencyKey = key;
+  return batches;
+}
+

@@ -1,4 +1,4 @@
-import { splitByPartition, groupByPrimary, partitionsByPrimary, splitOversized, packMessages, subBatchBytes, type FlowRecord } from "../../src/batching";
+import { splitByPartition, groupByPrimary, partitionsByPrimary, splitOversized, packMessages, subBatchBytes, toMessage, fromMessage, type FlowRecord } from "../../src/batching";
 import { encodeFlowKey } from "../../src/flow-key";
 import { mergeRuns, PartitionStore, SumOverflowError } from "../../src/partition-store";
 
@@ -120,6 +120,21 @@ describe("transport limits", () => {
     const messages = packMessages(parts, 128 * 1024);
     for (const m of messages) expect(m.reduce((a, b) => a + subBatchBytes(b), 0)).toBeLessThanOrEqual(128 * 1024);
     expect(messages.flat()).toEqual(parts);
+  });
+
+  test("a message writes a shared dedupe key once; the receiver gets every sub-batch's key back", () => {
+    const records = Array.from({ length: 200 }, (_, i) => rec(`s${i}`, 1, i));
+    const shared = splitByPartition(records, P, "k");
+    const sent = JSON.parse(JSON.stringify(toMessage(shared)));
+    expect(sent.key).toBe("k");
+    expect(JSON.stringify(sent.batches)).not.toContain('"k"');
+    expect(fromMessage(sent)).toEqual(shared);
+    // Mixed keys (a cut sub-batch's derived keys) and no keys travel as they are.
+    const mixed = splitOversized(splitByPartition(Array.from({ length: 3000 }, (_, i) => rec("same".repeat(50), 1, i + 1)), 4, "k"), 64 * 1024);
+    expect(fromMessage(JSON.parse(JSON.stringify(toMessage(mixed))))).toEqual(mixed);
+    const keyless = splitByPartition(records, P);
+    expect(toMessage(keyless)).toEqual({ batches: keyless });
+    expect(fromMessage(toMessage(keyless))).toEqual(keyless);
   });
 });
 
