@@ -9,11 +9,16 @@
  *   #handoffs li[data-handoff]             one per handoff under way (data-partition, data-from, data-to, data-progress)
  *   #under-replicated [data-partition]     partitions with fewer than R copies
  *   body[data-epoch], body[data-polls]     what the last successful poll showed
+ * The page polls every second (`?interval=ms` changes that, 250 ms at least).
  */
 "use strict";
 
 (function () {
-  var POLL_MS = 1000;
+  // Every second; `?interval=ms` (250 to 60000) changes it, e.g. for a closer look at a rebalance.
+  var POLL_MS = (function () {
+    var asked = Number(new URLSearchParams(window.location.search).get("interval"));
+    return asked > 0 ? Math.min(60000, Math.max(250, Math.round(asked))) : 1000;
+  })();
   var TIMEOUT_MS = 5000;
 
   // Distinct, light colours (dark text stays readable on them); then golden-angle hues.
@@ -135,6 +140,12 @@
   }
 
   function renderNodes(status, nodes, rates) {
+    var receiving = new Map();
+    var sending = new Map();
+    (status.handoffs || []).forEach(function (h) {
+      receiving.set(h.to, (receiving.get(h.to) || 0) + 1);
+      sending.set(h.from, (sending.get(h.from) || 0) + 1);
+    });
     var rows = nodes.map(function (n) {
       var tr = el("tr", null, { "data-node-id": n.nodeID });
       var isCoordinator = n.nodeID === status.coordinator;
@@ -149,6 +160,8 @@
       name.appendChild(el("span", n.nodeID, { class: "node-id" }));
       if (isCoordinator) name.appendChild(el("span", "coordinator", { class: "badge coordinator", title: "publishes the placement table" }));
       if (n.nodeID === status.nodeID) name.appendChild(el("span", "this gateway", { class: "badge self" }));
+      if (receiving.has(n.nodeID)) name.appendChild(el("span", "receiving " + receiving.get(n.nodeID), { class: "badge moving", title: "partition copies under way to this node" }));
+      if (sending.has(n.nodeID)) name.appendChild(el("span", "sending " + sending.get(n.nodeID), { class: "badge moving", title: "partition copies under way from this node" }));
       if (n.missing) name.appendChild(el("span", "no stats", { class: "badge warn", title: "owns partitions but did not answer flow-shard.stats" }));
       tr.appendChild(name);
 
