@@ -111,7 +111,7 @@ async function waitForPageToMatch(page: Page, url: string, timeoutMs = 15000): P
   }
 }
 
-/** Collects every handoff the page ever rendered (a MutationObserver on #handoffs), before the page's script runs. */
+/** Before the page's script runs: collects every handoff the page renders, and the highest total ingest rate it shows. */
 const RECORD_HANDOFFS = `
   window.__handoffsSeen = [];
   document.addEventListener("DOMContentLoaded", () => {
@@ -126,6 +126,11 @@ const RECORD_HANDOFFS = `
         });
       }
     }).observe(list, { childList: true });
+    const rate = document.getElementById("total-rate");
+    window.__maxRate = 0;
+    new MutationObserver(() => {
+      window.__maxRate = Math.max(window.__maxRate, Number(rate.textContent.replace(/[^0-9]/g, "")) || 0);
+    }).observe(rate, { childList: true });
   });
 `;
 
@@ -284,8 +289,13 @@ describeWithChromium("dashboard (GET /) in headless chromium", () => {
       );
       const loaded = await status(gw);
       expect(loaded.partitions.reduce((a, p) => a + p.flows, 0)).toBe(total);
-      console.log(`dashboard: loaded ${total} flows in ${Date.now() - loadStarted} ms`);
+      const loadMs = Date.now() - loadStarted;
       await waitFor("the page to show the flows", async () => numberShown((await page.locator("#total-flows").textContent()) ?? "") === total, 10000, 200);
+      // The ingest rate it showed meanwhile, summed over the shard nodes, was real and not more than was sent (primaries count each record once).
+      const maxRate = await page.evaluate(() => (window as unknown as { __maxRate: number }).__maxRate);
+      console.log(`dashboard: loaded ${total} flows in ${loadMs} ms (${Math.round((total / loadMs) * 1000)}/s); the page showed at most ${maxRate} records/s`);
+      expect(maxRate).toBeGreaterThan(0);
+      expect(maxRate).toBeLessThan(total);
 
       // n4 joins: the coordinator copies partitions to it, one at a time, while the page watches.
       await page.evaluate(() => ((window as unknown as { __handoffsSeen: unknown[] }).__handoffsSeen.length = 0));
