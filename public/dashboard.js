@@ -50,6 +50,15 @@
     return e;
   }
 
+  /** Replace an element's children (a fragment: fine for thousands of partitions). */
+  function fill(parent, children) {
+    var fragment = document.createDocumentFragment();
+    children.forEach(function (c) {
+      fragment.appendChild(c);
+    });
+    parent.replaceChildren(fragment);
+  }
+
   function setText(id, text) {
     var e = $(id);
     var s = String(text);
@@ -184,9 +193,9 @@
       });
       return tr;
     });
-    $("node-rows").replaceChildren.apply($("node-rows"), rows);
+    fill($("node-rows"), rows);
 
-    $("legend").replaceChildren.apply(
+    fill(
       $("legend"),
       nodes.map(function (n) {
         var item = el("span", null, { class: "legend-item", "data-node-id": n.nodeID });
@@ -218,7 +227,7 @@
         });
         return cell;
       });
-      grid.replaceChildren.apply(grid, cells);
+      fill(grid, cells);
     }
     var moving = new Map();
     (status.handoffs || []).forEach(function (h) {
@@ -286,7 +295,7 @@
       li.appendChild(el("span", pct + "% · " + fmt(h.sent) + "/" + fmt(h.chunks) + " chunks · " + fmt(h.flows) + " flows" + elapsed, { class: "handoff-progress" }));
       return li;
     });
-    $("handoffs").replaceChildren.apply($("handoffs"), items);
+    fill($("handoffs"), items);
   }
 
   function renderUnder(status) {
@@ -301,7 +310,7 @@
       return;
     }
     box.classList.remove("muted");
-    box.replaceChildren.apply(
+    fill(
       box,
       under.map(function (p) {
         return el("span", "P" + p, { class: "chip", "data-partition": p });
@@ -349,7 +358,6 @@
         var age = lastOk ? " · data shown is " + seconds(Date.now() - lastOk) + " old" : "";
         setStatus("error", "Cannot read /cluster (" + (err && err.message ? err.message : String(err)) + "), retrying" + age);
         document.body.classList.toggle("stale", lastOk > 0);
-        return;
       })
       .then(function () {
         if (timer) clearTimeout(timer);
