@@ -21,6 +21,8 @@ WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
 COPY --from=build /app/dist ./dist
+# The dashboard (GET /): static files, served as they are.
+COPY public ./public
 
 # Defaults for a container; every one can be overridden (docker run -e / compose).
 # HOST must be 0.0.0.0 in a container: the code's default (127.0.0.1) is unreachable

@@ -1,7 +1,10 @@
 /**
- * api: the HTTP gateway. Routes only: every route is an alias of an action.
+ * api: the HTTP gateway. Routes only: every route is an alias of an action, and the
+ * dashboard's static files (public/) are served as moleculer-web assets.
  */
+import { existsSync } from "fs";
 import type { IncomingMessage, ServerResponse } from "http";
+import * as path from "path";
 import { Errors, type ServiceSchema } from "moleculer";
 import ApiGateway from "moleculer-web";
 import { settingsOf } from "../mixins/flowmesh.mixin";
@@ -12,6 +15,23 @@ type Req = IncomingMessage & { $params: Record<string, unknown>; query: Record<s
 type Next = (err?: unknown) => void;
 
 const RECORD_FIELD = /^flows\[(\d+)\](?:\.(.+))?$/;
+/**
+ * The dashboard (public/ at the repository root): one level up from services/ (ts-node),
+ * two from dist/services (the build, `npm start`, the Docker image).
+ */
+const PUBLIC_DIR = [path.join(__dirname, "..", "public"), path.join(__dirname, "..", "..", "public")].find((dir) => existsSync(path.join(dir, "index.html"))) ?? null;
+
+/** serve-static options: an index for `GET /`, no dotfiles, and headers that keep the page to its own files. */
+const ASSET_OPTIONS = {
+  index: ["index.html"],
+  dotfiles: "ignore",
+  setHeaders(res: ServerResponse) {
+    res.setHeader("X-Content-Type-Options", "nosniff");
+    res.setHeader("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'");
+    res.setHeader("Cache-Control", "no-cache");
+  },
+};
+
 const baseSendError = (ApiGateway as unknown as { methods: { sendError: (...args: unknown[]) => unknown } }).methods.sendError;
 
 const ApiService: ServiceSchema = {
@@ -21,6 +41,8 @@ const ApiService: ServiceSchema = {
   settings: {
     port: 3000,
     ip: "127.0.0.1",
+    // GET / and its files, for any URL no alias below takes (the route's policy is "restrict").
+    ...(PUBLIC_DIR ? { assets: { folder: PUBLIC_DIR, options: ASSET_OPTIONS } } : {}),
     routes: [
       {
         path: "/",
@@ -95,6 +117,7 @@ const ApiService: ServiceSchema = {
     this.flowmesh = s;
     this.settings.port = s.port;
     this.settings.ip = s.host;
+    if (!PUBLIC_DIR) this.logger.warn(`Dashboard files not found (public/index.html near ${__dirname}): GET / answers 404`);
   },
 };
 
