@@ -63,9 +63,10 @@ const FlowShardService: ServiceSchema = {
       visibility: "public",
       async handler(ctx: Context<{ epoch: number } & SubBatchMessage>) {
         const batches = fromMessage(ctx.params);
-        const refused = batches.filter((b) => !this.servesAsPrimary(b.partition)).map((b) => b.partition);
+        const refused = this.notServedAsPrimary(batches.map((b) => b.partition));
         if (refused.length > 0) throw wrongOwner(refused, this.placement?.epoch);
-        for (const b of batches) this.inflight.set(b.partition, (this.inflight.get(b.partition) ?? 0) + 1);
+        const inflight: Int32Array = this.inflight;
+        for (const b of batches) inflight[b.partition]++;
         try {
           let result;
           try {
@@ -82,7 +83,7 @@ const FlowShardService: ServiceSchema = {
           await this.toFollowers("replicate", batches);
           return result;
         } finally {
-          for (const b of batches) this.inflight.set(b.partition, this.inflight.get(b.partition) - 1);
+          for (const b of batches) inflight[b.partition]--;
         }
       },
     },
@@ -184,7 +185,7 @@ const FlowShardService: ServiceSchema = {
       async handler(ctx: Context<{ partition: number }>) {
         const { partition } = ctx.params;
         this.released.set(partition, Date.now());
-        while ((this.inflight.get(partition) ?? 0) > 0) await new Promise((r) => setTimeout(r, 2));
+        while (this.inflight[partition] > 0) await new Promise((r) => setTimeout(r, 2));
         return { ok: true };
       },
     },
@@ -194,7 +195,7 @@ const FlowShardService: ServiceSchema = {
       visibility: "public",
       handler(ctx: Context<{ epoch: number; hour: number; filter: FlowFilter; partitions: number[]; knownVersion?: number }>) {
         const { hour, filter, partitions, knownVersion } = ctx.params;
-        const refused = partitions.filter((p) => !this.servesAsPrimary(p));
+        const refused = this.notServedAsPrimary(partitions);
         if (refused.length > 0) throw wrongOwner(refused, this.placement?.epoch);
         // The caller may hold this hour already rendered: say so instead of sending it again.
         const version: number = this.store.hourVersion(hour, partitions);
@@ -280,16 +281,14 @@ const FlowShardService: ServiceSchema = {
       return !this.broker.transit || table.incarnations[this.broker.nodeID] === this.incarnationOf(this.broker.nodeID);
     },
 
-    servesAsPrimary(partition: number): boolean {
+    /** Of the given partitions, those this node may not serve as primary now (one table check for all). */
+    notServedAsPrimary(partitions: number[]): number[] {
       const table: PlacementTable | null = this.placement;
-      return (
-        table !== null &&
-        table.owners[partition]?.[0] === this.broker.nodeID &&
-        this.listedInTable(table) &&
-        !this.released.has(partition) &&
-        !this.loading.has(partition)
-      );
+      if (table === null || !this.listedInTable(table)) return partitions.slice();
+      const me = this.broker.nodeID;
+      return partitions.filter((p) => table.owners[p]?.[0] !== me || this.released.has(p) || this.loading.has(p));
     },
+
 
     holdsCopy(partition: number): boolean {
       const table: PlacementTable | null = this.placement;
@@ -539,7 +538,8 @@ const FlowShardService: ServiceSchema = {
     this.awaitingSwitch = new Map<number, number>();
     this.pendingCopies = new Map<number, Map<string, number>>();
     this.released = new Map<number, number>();
-    this.inflight = new Map<number, number>();
+    /** Writes under way per partition (a release waits for them). */
+    this.inflight = new Int32Array(this.flowmesh.partitions);
     this.handoffs = new Map<string, Handoff>();
     /** Cumulative writes applied here as primary (not duplicates): the ingest rate on /cluster. */
     this.ingested = { records: 0, batches: 0 };
