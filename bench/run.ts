@@ -23,11 +23,26 @@
  * reported on its own. A cluster is torn down with SIGKILL to every node (no graceful
  * handoffs), then SIGTERM to nats-server.
  *
- * Method, per target (targets run one after another, never at the same time):
+ * Method, per target (targets run one after another, never at the same time; only the paired
+ * reference server of step 2b runs beside one, and only one of the two is driven at a time):
  *   1. start it; wait for GET /health = 200 (clusters: as above);
- *   2. throughput: autocannon, CONNECTIONS connections, pipelining 1, warm-up run then
- *      measured run, POST /flows with batches of 100 (10 bodies cycled) and of 1000
- *      (one body); the bodies hold 1000 distinct flow keys over 24 hours;
+ *   2. throughput: autocannon, CONNECTIONS connections, pipelining 1, POST /flows with batches
+ *      of 100 (10 bodies cycled) and of 1000 (one body); the bodies hold 1000 distinct flow
+ *      keys over 24 hours. Per batch size:
+ *   2a. the "reference" target: a warm-up run (BENCH_WARMUP s), then one measured run
+ *      (BENCH_DURATION s): its own column in the table;
+ *   2b. every other target: paired rounds, because on a shared, noisy machine a reference
+ *      measured minutes earlier makes the ratio mostly noise. A fresh bench/reference-server.js
+ *      ("paired reference", its own free port) is started next to the target for this scenario
+ *      and stopped after it; it sits idle while the target is driven and vice versa. Per batch
+ *      size: warm-up of the paired reference, then of the target (BENCH_WARMUP s each), then
+ *      BENCH_ROUNDS rounds of BENCH_ROUND_S s runs, one at a time: reference, target, reference,
+ *      target, ..., target, reference (ROUNDS target runs, ROUNDS + 1 reference runs). Round i's
+ *      ratio = target run i / the mean of the reference runs just before and just after it (a
+ *      load that drifts across the round cancels out to first order). The target's flows/s
+ *      figure is the median over its ROUNDS runs, its paired ratio the median of the per-round
+ *      ratios; each round is printed as it ends. The paired reference's Map holds at most the
+ *      1000 throughput keys (each key has one hour), however many rounds run;
  *   3. GET: load 100,000 distinct flows into one hour (100 POSTs of 1000), check one
  *      GET (count, hour, order), 2 more warm-up GETs, then BENCH_GET_ROUNDS timed
  *      sequential GETs on one keep-alive connection, each timed until its last byte;
@@ -64,8 +79,12 @@
  *                      "reference,embedded,cluster-r1,cluster-r2")
  *   BENCH_SCENARIOS    comma list of "throughput,get,memory,handoff,failover" (default: all five;
  *                      handoff only runs on cluster-r1 and failover only on cluster-r2)
- *   BENCH_DURATION     seconds of each measured throughput run (default 8)
- *   BENCH_WARMUP       seconds of warm-up before each throughput run (default 2)
+ *   BENCH_DURATION     seconds of the reference target's measured throughput run (default 8)
+ *   BENCH_WARMUP       seconds of warm-up before each throughput measurement (default 2; paired
+ *                      rounds: of the paired reference, then of the target)
+ *   BENCH_ROUNDS       paired throughput rounds of each non-reference target (default 5)
+ *   BENCH_ROUND_S      seconds of each run in a paired round (default 4); per non-reference target
+ *                      and batch size: 2 x BENCH_WARMUP + (2 x BENCH_ROUNDS + 1) x BENCH_ROUND_S s
  *   BENCH_CONNECTIONS  autocannon connections (default 10; pipelining is always 1)
  *   BENCH_GET_ROUNDS   timed GETs of the 100k-flow hour (default 20, after 3 warm-ups)
  *   BENCH_LOAD_CONCURRENCY  concurrent POSTs while loading data (default 4)
@@ -80,13 +99,19 @@
  *   "date":      ISO-8601 time the bench finished,
  *   "machine":   { "cpus": logical CPU count, "cpu_model", "node": process.version,
  *                  "platform", "arch", "total_mem_bytes" },
- *   "settings":  { "duration_s", "warmup_s", "connections", "pipelining", "get_rounds",
+ *   "settings":  { "duration_s", "warmup_s", "rounds", "round_s", "connections", "pipelining", "get_rounds",
  *                  "load_concurrency", "targets": [keys], "scenarios": [names] },
  *   "<target key>" (one object per target run: "reference", "embedded", "cluster-r1", ...): {
  *     "flows_per_s_batch100"      flows/s through POST /flows with 100-record bodies
  *                                 (10 bodies cycled; 1000 distinct keys over 24 hours)
- *                                 = 2xx responses per second x 100
+ *                                 = 2xx responses per second x 100; the reference target: its
+ *                                 measured run (step 2a); every other target: the median of
+ *                                 its BENCH_ROUNDS paired-round runs (step 2b)
  *     "flows_per_s_batch1000"     the same with one 1000-record body holding all 1000 keys
+ *     Every target but the reference, when the throughput scenario ran (absent otherwise):
+ *     "flows_per_s_ratio_batch100_paired", "flows_per_s_ratio_batch1000_paired"  the median of
+ *                                 the per-round ratios target / paired reference (step 2b);
+ *                                 the batch-1000 one is what the throughput goal is judged on
  *     "get_hour_100k_ms_median"   median ms of GET /flows?hour=H (full body read) for an
  *                                 hour holding 100,000 distinct flows, sequential requests
  *     "get_hour_100k_ms_p90"      90th percentile of the same
@@ -115,9 +140,16 @@
  *                 after a failover, failed or timed-out scenario); empty = clean run
  *     "suspect_figures": keys of the figures above that come from a flagged run (shown
  *                 with "!" in the table; their goals_met is null)
- *     "details":  per-run raw figures: "batch100" / "batch1000" { requests_2xx, non2xx,
- *                 errors (incl. timeouts), timeouts, duration_s, requests_per_s,
- *                 latency_ms_p50, latency_ms_p99, status_codes }, "get_hour_100k"
+ *     "details":  per-run raw figures: "batch100" / "batch1000" (the reference target's run;
+ *                 null on the others) { requests_2xx, non2xx, errors (incl. timeouts), timeouts,
+ *                 duration_s, requests_per_s, latency_ms_p50, latency_ms_p99, status_codes },
+ *                 every other target (throughput scenario): "batch100_paired" / "batch1000_paired"
+ *                 { batch, warmup_s, round_s, rounds: [{ round, reference_before_flows_per_s,
+ *                 target_flows_per_s, reference_after_flows_per_s, ratio }], ratio_median,
+ *                 target_flows_per_s_median, reference_flows_per_s_median, reference_runs:
+ *                 [ROUNDS + 1 runs as "batch100"], target_runs: [ROUNDS runs as "batch100"] },
+ *                 "paired_reference" { rss_start_bytes, rss_end_bytes } (its VmRSS at start and
+ *                 after the last round), "get_hour_100k"
  *                 { flows_returned, body_bytes, samples_ms }, "load_1m" { posts, failed, seconds },
  *                 and on cluster targets:
  *                 "cluster_starts": [{ "for": scenarios it served, "start_ms": nats-server spawn
@@ -141,7 +173,10 @@
  *                   coordinator_kill: the same for the coordinator (replacement null) }
  *   }  (a figure is null when its scenario did not run or failed)
  *   "ratios": { "<target key>" (every target but "reference"): {
- *     "flows_per_s_batch100", "flows_per_s_batch1000"   target / reference (higher is better)
+ *     "flows_per_s_batch100_paired", "flows_per_s_batch1000_paired"  the target's paired
+ *                                 median ratios (as above; higher is better): read these
+ *     "flows_per_s_batch100", "flows_per_s_batch1000"   target / reference target, unpaired:
+ *                                 runs minutes apart, so mostly the machine's load; kept for comparison
  *     "get_hour_100k_ms_median", "rss_bytes_per_flow_1m" target / reference (lower is better)
  *   } },
  *   "goals":   { "flows_per_s_ratio_batch1000_min": 0.85, "get_hour_100k_ms_median_max": 60,
@@ -150,9 +185,13 @@
  *                "embedded": as "goals"; "cluster-r1": { "flows_per_s_ratio_batch1000_min": 0.4,
  *                "get_hour_100k_ms_median_max": 150 }; "cluster-r2": { ..._min: 0.33,
  *                "get_hour_100k_ms_median_max": 150, "failover_ms_median_max": 5000 } }
- *   "goals_met": { "<target key>" (every target but "reference"): { "flows_per_s_ratio_batch1000",
- *                "get_hour_100k_ms_median", "rss_bytes_per_flow_1m", "failover_ms_median":
+ *   "goals_met": { "<target key>" (every target but "reference"): { "flows_per_s_ratio_batch1000"
+ *                (judged on flows_per_s_ratio_batch1000_paired), "get_hour_100k_ms_median",
+ *                "rss_bytes_per_flow_1m", "failover_ms_median":
  *                true | false | null (null: no such goal for the target, figure missing or suspect) } }
+ * Table: a column per target, then "<target>/ref" columns. In the two flows/s rows a target's cell is
+ * its paired median flows/s and its /ref cell its paired median ratio (not target / the reference
+ * column); below the table, each target's per-round ratios and flows/s.
  * }
  * Exit code: 0 when every scenario of every target ran clean (goals missed or not), 1 otherwise.
  */
@@ -190,6 +229,9 @@ function envList(name: string, all: string[]): string[] {
 
 const DURATION_S = envNumber("BENCH_DURATION", 8);
 const WARMUP_S = envNumber("BENCH_WARMUP", 2);
+/** Paired throughput rounds of a non-reference target (method step 2b). */
+const ROUNDS = Math.max(1, Math.round(envNumber("BENCH_ROUNDS", 5)));
+const ROUND_S = envNumber("BENCH_ROUND_S", 4);
 const CONNECTIONS = Math.round(envNumber("BENCH_CONNECTIONS", 10));
 const PIPELINING = 1;
 const GET_ROUNDS = Math.round(envNumber("BENCH_GET_ROUNDS", 20));
@@ -1099,11 +1141,11 @@ function runAutocannon(opts: autocannon.Options): Promise<autocannon.Result> {
   });
 }
 
-/** POST the bodies (cycled per connection) for WARMUP_S, then for DURATION_S measured. */
-async function measureThroughput(url: string, bodies: string[]): Promise<RunDetails> {
+/** autocannon options that POST the bodies (cycled per connection) to url/flows; the caller adds the duration. */
+function throughputOptions(url: string, bodies: string[]): autocannon.Options {
   const headers = { "content-type": "application/json" };
   const requests: autocannon.Request[] = bodies.map((body) => ({ method: "POST", path: "/flows", headers, body }));
-  const base: autocannon.Options = {
+  return {
     url,
     connections: CONNECTIONS,
     pipelining: PIPELINING,
@@ -1112,8 +1154,18 @@ async function measureThroughput(url: string, bodies: string[]): Promise<RunDeta
     requests,
     timeout: 30,
   };
+}
+
+/** POST the bodies (cycled per connection) for WARMUP_S, then for DURATION_S measured (the reference target's method). */
+async function measureThroughput(url: string, bodies: string[]): Promise<RunDetails> {
+  const base = throughputOptions(url, bodies);
   await runAutocannon({ ...base, duration: WARMUP_S });
-  const r = await runAutocannon({ ...base, duration: DURATION_S });
+  return throughputRun(base, DURATION_S);
+}
+
+/** One measured autocannon run of `seconds`. */
+async function throughputRun(base: autocannon.Options, seconds: number): Promise<RunDetails> {
+  const r = await runAutocannon({ ...base, duration: seconds });
   const status_codes: Record<string, number> = {};
   for (const [code, { count }] of Object.entries(r.statusCodeStats)) status_codes[code] = Number(count);
   return {
@@ -1126,6 +1178,90 @@ async function measureThroughput(url: string, bodies: string[]): Promise<RunDeta
     latency_ms_p50: r.latency.p50,
     latency_ms_p99: r.latency.p99,
     status_codes,
+  };
+}
+
+/** One paired round: the target's run between two runs of the paired reference server. */
+interface PairedRound {
+  round: number;
+  reference_before_flows_per_s: number;
+  target_flows_per_s: number;
+  reference_after_flows_per_s: number;
+  /** target / mean(reference before, reference after); null when both reference runs got no 2xx */
+  ratio: number | null;
+}
+
+interface PairedResult {
+  batch: number;
+  warmup_s: number;
+  round_s: number;
+  rounds: PairedRound[];
+  ratio_median: number | null;
+  target_flows_per_s_median: number;
+  reference_flows_per_s_median: number;
+  /** ROUNDS + 1 runs, in order (reference_runs[i - 1] and [i] bracket target_runs[i - 1]) */
+  reference_runs: RunDetails[];
+  target_runs: RunDetails[];
+}
+
+/** A throughput run's problem (non-2xx answers, errors, no 2xx at all), or null when it ran clean. */
+function runProblem(d: RunDetails): string | null {
+  if (d.requests_2xx === 0) return `no 2xx answer at all (${JSON.stringify(d.status_codes)}, ${d.errors} errors)`;
+  if (d.non2xx > 0 || d.errors > 0) return `${d.non2xx} non-2xx (${JSON.stringify(d.status_codes)}), ${d.errors} errors (${d.timeouts} timeouts)`;
+  return null;
+}
+
+/**
+ * Paired rounds (method step 2b): warm up the reference server, then the target (WARMUP_S each), then
+ * reference, target, reference, ..., target, reference: ROUNDS target runs and ROUNDS + 1 reference
+ * runs of ROUND_S each, one at a time. Round i's ratio = target run i / the mean of the reference
+ * runs just before and just after it (so a load that drifts over the round cancels out).
+ */
+async function measurePaired(targetUrl: string, referenceUrl: string, batch: number, title: string): Promise<PairedResult> {
+  const bodies = throughputBodies(batch);
+  const target = throughputOptions(targetUrl, bodies);
+  const reference = throughputOptions(referenceUrl, bodies);
+  const label = `POST batch ${batch}`;
+  await runAutocannon({ ...reference, duration: WARMUP_S });
+  await runAutocannon({ ...target, duration: WARMUP_S });
+  const flows = (d: RunDetails): number => d.requests_per_s * batch;
+  const reference_runs = [await throughputRun(reference, ROUND_S)];
+  const target_runs: RunDetails[] = [];
+  const rounds: PairedRound[] = [];
+  for (let i = 1; i <= ROUNDS; i++) {
+    target_runs.push(await throughputRun(target, ROUND_S));
+    reference_runs.push(await throughputRun(reference, ROUND_S));
+    const [before, run, after] = [reference_runs[i - 1], target_runs[i - 1], reference_runs[i]];
+    const q = ratio(flows(run), (flows(before) + flows(after)) / 2);
+    rounds.push({
+      round: i,
+      reference_before_flows_per_s: flows(before),
+      target_flows_per_s: flows(run),
+      reference_after_flows_per_s: flows(after),
+      ratio: q,
+    });
+    const problems = [
+      ...(i === 1 && runProblem(before) ? [`reference before: ${runProblem(before)}`] : []),
+      ...(runProblem(run) ? [`${title}: ${runProblem(run)}`] : []),
+      ...(runProblem(after) ? [`reference after: ${runProblem(after)}`] : []),
+    ];
+    console.log(
+      `    ${label} round ${i}/${ROUNDS}: reference ${fmtInt(flows(before))} | ${title} ${fmtInt(flows(run))} | reference ${fmtInt(flows(after))} flows/s` +
+        ` -> ratio ${fmt(q, 3)}${problems.length > 0 ? `  FLAGGED: ${problems.join("; ")}` : ""}`,
+    );
+  }
+  const sortedMedian = (xs: number[]): number => median([...xs].sort((a, b) => a - b));
+  const ratios = rounds.flatMap((r) => (r.ratio === null ? [] : [r.ratio]));
+  return {
+    batch,
+    warmup_s: WARMUP_S,
+    round_s: ROUND_S,
+    rounds,
+    ratio_median: ratios.length > 0 ? sortedMedian(ratios) : null,
+    target_flows_per_s_median: sortedMedian(target_runs.map(flows)),
+    reference_flows_per_s_median: sortedMedian(reference_runs.map(flows)),
+    reference_runs,
+    target_runs,
   };
 }
 
@@ -1616,6 +1752,9 @@ interface TargetFigures {
   rss_total_bytes_per_flow_1m: number | null;
   rss_baseline_bytes: number | null;
   rss_after_1m_bytes: number | null;
+  // Every target but the reference, when the throughput scenario runs (absent otherwise):
+  flows_per_s_ratio_batch100_paired?: number | null;
+  flows_per_s_ratio_batch1000_paired?: number | null;
   // Cluster targets only (absent on the others):
   rss_nats_baseline_bytes?: number | null;
   rss_nats_after_1m_bytes?: number | null;
@@ -1634,6 +1773,9 @@ interface TargetFigures {
     batch1000: RunDetails | null;
     get_hour_100k: { flows_returned: number; body_bytes: number; samples_ms: number[] } | null;
     load_1m: { posts: number; failed: number; seconds: number } | null;
+    batch100_paired?: PairedResult | null;
+    batch1000_paired?: PairedResult | null;
+    paired_reference?: { rss_start_bytes: number; rss_end_bytes: number } | null;
     cluster_starts?: { for: string; start_ms: number; namespace: string }[];
     handoff?: HandoffResult | null;
     failover?: FailoverResult | null;
@@ -1644,13 +1786,9 @@ const SCENARIOS = ["throughput", "get", "memory", "handoff", "failover"];
 
 /** Flag a throughput run with non-2xx answers or errors (its figure is then marked suspect). */
 function flagRun(figures: TargetFigures, label: string, key: FigureKey, d: RunDetails): void {
-  if (d.requests_2xx === 0) {
-    figures.flagged.push(`${label}: no 2xx answer at all (${JSON.stringify(d.status_codes)}, ${d.errors} errors)`);
-  } else if (d.non2xx > 0 || d.errors > 0) {
-    figures.flagged.push(`${label}: ${d.non2xx} non-2xx (${JSON.stringify(d.status_codes)}), ${d.errors} errors (${d.timeouts} timeouts)`);
-  } else {
-    return;
-  }
+  const problem = runProblem(d);
+  if (problem === null) return;
+  figures.flagged.push(`${label}: ${problem}`);
   figures.suspect_figures.push(key);
 }
 
@@ -1675,6 +1813,55 @@ async function withTarget<T>(target: Target, figures: TargetFigures, purpose: st
   }
 }
 
+/**
+ * The throughput scenario of a non-reference target: a fresh reference server of its own, idle while
+ * the target is driven, then paired rounds (measurePaired) for batch 100 and batch 1000.
+ */
+async function pairedThroughput(running: Running, target: Target, figures: TargetFigures, fail: (scenario: string, err: unknown) => void): Promise<void> {
+  let reference: Running;
+  try {
+    reference = await startSingleNode("paired reference", [path.join(ROOT, "bench", "reference-server.js")], {});
+  } catch (err) {
+    fail("throughput: paired reference server start", err);
+    return;
+  }
+  try {
+    const rssStart = totalRss(reference.pids);
+    console.log(`    paired reference server at ${reference.url} (pid ${reference.pids.join(", ")}), idle while ${target.title} is driven`);
+    for (const batch of [100, 1000] as const) {
+      const label = `POST batch ${batch}`;
+      const flowsKey = batch === 100 ? "flows_per_s_batch100" : "flows_per_s_batch1000";
+      const ratioKey = batch === 100 ? "flows_per_s_ratio_batch100_paired" : "flows_per_s_ratio_batch1000_paired";
+      console.log(
+        `    ${label}: warm-up ${WARMUP_S} s reference + ${WARMUP_S} s ${target.title}, then ${ROUNDS} rounds of ${ROUND_S} s each ` +
+          `(reference, ${target.title}, ..., reference; ratio = ${target.title} / mean of the reference runs before and after; ${CONNECTIONS} connections)`,
+      );
+      try {
+        const p = await measurePaired(running.url, reference.url, batch, target.title);
+        figures.details[batch === 100 ? "batch100_paired" : "batch1000_paired"] = p;
+        figures[flowsKey] = p.target_flows_per_s_median;
+        figures[ratioKey] = p.ratio_median;
+        const problems = [
+          ...p.target_runs.flatMap((d, i) => (runProblem(d) ? [`${label} round ${i + 1} ${target.title}: ${runProblem(d)}`] : [])),
+          ...p.reference_runs.flatMap((d, i) => (runProblem(d) ? [`${label} paired reference run ${i} (of 0..${ROUNDS}): ${runProblem(d)}`] : [])),
+        ];
+        figures.flagged.push(...problems);
+        if (p.target_runs.some((d) => runProblem(d) !== null)) figures.suspect_figures.push(flowsKey);
+        if (problems.length > 0 || p.ratio_median === null) figures.suspect_figures.push(ratioKey);
+        console.log(
+          `    ${label}: ${target.title} median ${fmtInt(p.target_flows_per_s_median)} flows/s, paired reference median ${fmtInt(p.reference_flows_per_s_median)} flows/s; ` +
+            `ratio median ${fmt(p.ratio_median, 3)} (rounds ${p.rounds.map((r) => fmt(r.ratio, 3)).join(", ")})`,
+        );
+      } catch (err) {
+        fail(label, err);
+      }
+    }
+    figures.details.paired_reference = { rss_start_bytes: rssStart, rss_end_bytes: totalRss(reference.pids) };
+  } finally {
+    await reference.stop();
+  }
+}
+
 async function benchTarget(target: Target, scenarios: string[]): Promise<TargetFigures> {
   const figures: TargetFigures = {
     flows_per_s_batch100: null,
@@ -1689,6 +1876,14 @@ async function benchTarget(target: Target, scenarios: string[]): Promise<TargetF
     suspect_figures: [],
     details: { batch100: null, batch1000: null, get_hour_100k: null, load_1m: null },
   };
+  const paired = target.key !== "reference" && scenarios.includes("throughput");
+  if (paired) {
+    figures.flows_per_s_ratio_batch100_paired = null;
+    figures.flows_per_s_ratio_batch1000_paired = null;
+    figures.details.batch100_paired = null;
+    figures.details.batch1000_paired = null;
+    figures.details.paired_reference = null;
+  }
   const clusterScenarios = target.clusterScenarios;
   const wantHandoff = scenarios.includes("handoff") && (clusterScenarios?.includes("handoff") ?? false);
   const wantFailover = scenarios.includes("failover") && (clusterScenarios?.includes("failover") ?? false);
@@ -1720,7 +1915,9 @@ async function benchTarget(target: Target, scenarios: string[]): Promise<TargetF
   if (scenarios.includes("throughput") || scenarios.includes("get")) {
     try {
       await withTarget(target, figures, scenarios.filter((x) => x === "throughput" || x === "get").join(" + "), async (running) => {
-        if (scenarios.includes("throughput")) {
+        if (paired) {
+          await pairedThroughput(running, target, figures, fail);
+        } else if (scenarios.includes("throughput")) {
           for (const batch of [100, 1000] as const) {
             const label = `POST batch ${batch}`;
             console.log(`    ${label}: warm-up ${WARMUP_S} s, then ${DURATION_S} s measured (${CONNECTIONS} connections)`);
@@ -1859,11 +2056,15 @@ function fmtInt(n: number): string {
 const fmt = (n: number | null | undefined, digits: number): string => (n === null || n === undefined ? "-" : digits === 0 ? fmtInt(n) : n.toFixed(digits));
 const ratio = (a: number | null | undefined, b: number | null | undefined): number | null =>
   a === null || a === undefined || b === null || b === undefined || b === 0 ? null : a / b;
+/** flows/s in thousands, e.g. "612k" */
+const fmtK = (n: number): string => `${Math.round(n / 1000)}k`;
 const mark = (ok: boolean | null): string => (ok === null ? "" : ok ? " ✓" : " ✗");
 
 type FigureKey =
   | "flows_per_s_batch100"
   | "flows_per_s_batch1000"
+  | "flows_per_s_ratio_batch100_paired"
+  | "flows_per_s_ratio_batch1000_paired"
   | "get_hour_100k_ms_median"
   | "get_hour_100k_ms_p90"
   | "rss_bytes_per_flow_1m"
@@ -1881,13 +2082,16 @@ interface GoalsMet {
   failover_ms_median: boolean | null;
 }
 
-/** Goals of a non-reference target: null when it has no such goal, or a figure is missing or comes from a flagged run. */
-function goalsMet(f: TargetFigures, reference: TargetFigures | undefined, goals: Goals | undefined): GoalsMet {
+/**
+ * Goals of a non-reference target: null when it has no such goal, or a figure is missing or comes from a flagged run.
+ * The batch-1000 throughput goal is judged on the paired median ratio (method step 2b), not on the reference target's figure.
+ */
+function goalsMet(f: TargetFigures, goals: Goals | undefined): GoalsMet {
   const usable = (x: TargetFigures | undefined, key: FigureKey): number | null =>
     x === undefined || x.suspect_figures.includes(key) ? null : (x[key] ?? null);
   const judge = (value: number | null, limit: number | undefined, ok: (v: number, l: number) => boolean): boolean | null =>
     value === null || limit === undefined ? null : ok(value, limit);
-  const r1000 = ratio(usable(f, "flows_per_s_batch1000"), usable(reference, "flows_per_s_batch1000"));
+  const r1000 = usable(f, "flows_per_s_ratio_batch1000_paired");
   return {
     flows_per_s_ratio_batch1000: judge(r1000, goals?.flows_per_s_ratio_batch1000_min, (v, l) => v >= l),
     get_hour_100k_ms_median: judge(usable(f, "get_hour_100k_ms_median"), goals?.get_hour_100k_ms_median_max, (v, l) => v <= l),
@@ -1904,6 +2108,8 @@ interface Row {
   scale?: number;
   /** no target/reference ratio (cluster-only figures) */
   noRatio?: boolean;
+  /** the target/ref cell shows this paired ratio (method step 2b) instead of target figure / reference figure */
+  pairedRatio?: FigureKey;
   /** The goal a target has for this row, as text ("<= 60 ms"), if any; `goal` names it and `markOn` the cell that gets ✓/✗. */
   goalOf?: (g: Goals) => string | undefined;
   goal?: keyof GoalsMet;
@@ -1911,11 +2117,12 @@ interface Row {
 }
 
 const ROWS: Row[] = [
-  { metric: "flows/s, POST batch 100", key: "flows_per_s_batch100", digits: 0 },
+  { metric: "flows/s, POST batch 100", key: "flows_per_s_batch100", digits: 0, pairedRatio: "flows_per_s_ratio_batch100_paired" },
   {
     metric: "flows/s, POST batch 1000",
     key: "flows_per_s_batch1000",
     digits: 0,
+    pairedRatio: "flows_per_s_ratio_batch1000_paired",
     goalOf: (g) => `ratio >= ${g.flows_per_s_ratio_batch1000_min}`,
     goal: "flows_per_s_ratio_batch1000",
     markOn: "ratio",
@@ -1953,13 +2160,21 @@ const ROWS: Row[] = [
   { metric: "failover after kill -9 of the coordinator, ms", key: "failover_coordinator_ms", digits: 0, noRatio: true },
 ];
 
+/**
+ * The table: a column per target, then a target/ref column per non-reference target (shown when the reference
+ * target ran or some target has paired ratios). In the two flows/s rows the target's cell is the median of its
+ * paired rounds and target/ref is the median of the per-round ratios against its own paired reference server
+ * (method step 2b), not target / the reference column; the other rows' target/ref is target / reference column.
+ */
 function printTable(targets: Target[], results: Map<string, TargetFigures>): void {
   const reference = results.get("reference");
   const others = targets.filter((t) => t.key !== "reference");
-  const header = ["metric", ...targets.map((t) => t.title), ...(reference ? others.map((t) => `${t.title}/ref`) : []), "goal"];
+  const anyPaired = others.some((t) => results.get(t.key)?.flows_per_s_ratio_batch1000_paired !== undefined);
+  const ratioColumns = reference !== undefined || anyPaired;
+  const header = ["metric", ...targets.map((t) => t.title), ...(ratioColumns ? others.map((t) => `${t.title}/ref`) : []), "goal"];
   const suspect = (f: TargetFigures | undefined, key: FigureKey): boolean => f?.suspect_figures.includes(key) ?? false;
   const goalMark = (t: Target, f: TargetFigures, row: Row, cell: "value" | "ratio"): string =>
-    row.goal === undefined || row.markOn !== cell ? "" : mark(goalsMet(f, reference, t.goals)[row.goal]);
+    row.goal === undefined || row.markOn !== cell ? "" : mark(goalsMet(f, t.goals)[row.goal]);
   // rows no selected target has a figure for (e.g. the cluster-only ones without a cluster target) are left out
   const rows = ROWS.filter((row) => targets.some((t) => results.get(t.key)?.[row.key] !== undefined));
   const body: string[][] = rows.map((row) => {
@@ -1974,10 +2189,19 @@ function printTable(targets: Target[], results: Map<string, TargetFigures>): voi
       const flag = suspect(f, row.key) ? " !" : t.key === "reference" ? "" : goalMark(t, f, row, "value");
       cells.push(fmt(v === null ? null : v * (row.scale ?? 1), row.digits) + flag);
     }
-    if (reference) {
+    if (ratioColumns) {
       for (const t of others) {
         const f = results.get(t.key);
         if (f === undefined || row.noRatio) {
+          cells.push("-");
+          continue;
+        }
+        if (row.pairedRatio !== undefined) {
+          const q = f[row.pairedRatio];
+          cells.push(q === undefined ? "-" : fmt(q, 2) + (suspect(f, row.pairedRatio) ? " !" : goalMark(t, f, row, "ratio")));
+          continue;
+        }
+        if (reference === undefined) {
           cells.push("-");
           continue;
         }
@@ -1999,6 +2223,22 @@ function printTable(targets: Target[], results: Map<string, TargetFigures>): voi
   console.log(widths.map((w) => "-".repeat(w)).join("-|-"));
   for (const r of body) console.log(line(r));
   console.log("(✓ / ✗ goal met / missed; ! figure from a flagged run, see below)");
+  if (anyPaired) {
+    console.log(
+      `(flows/s rows: a target's figure is the median of its ${ROUNDS} paired rounds, and its /ref cell the median of the per-round ratios ` +
+        "against a reference server of its own measured alternately with it, not target / the reference column; rounds below)",
+    );
+    for (const t of others) {
+      const d = results.get(t.key)?.details;
+      for (const p of [d?.batch100_paired, d?.batch1000_paired]) {
+        if (!p) continue;
+        console.log(
+          `  ${t.title} batch ${p.batch}: ratios ${p.rounds.map((r) => fmt(r.ratio, 2)).join(" ")} -> median ${fmt(p.ratio_median, 2)}; ` +
+            `${t.title} ${p.rounds.map((r) => fmtK(r.target_flows_per_s)).join(" ")} flows/s; reference ${p.reference_runs.map((r) => fmtK(r.requests_per_s * p.batch)).join(" ")}`,
+        );
+      }
+    }
+  }
   for (const t of targets) {
     const fo = results.get(t.key)?.details.failover;
     if (fo && (fo.kills.length > 0 || fo.coordinator_kill)) {
@@ -2043,6 +2283,8 @@ function buildJson(targets: Target[], scenarios: string[], results: Map<string, 
     settings: {
       duration_s: DURATION_S,
       warmup_s: WARMUP_S,
+      rounds: ROUNDS,
+      round_s: ROUND_S,
       connections: CONNECTIONS,
       pipelining: PIPELINING,
       get_rounds: GET_ROUNDS,
@@ -2055,9 +2297,30 @@ function buildJson(targets: Target[], scenarios: string[], results: Map<string, 
     const f = results.get(t.key);
     if (!f) continue;
     const roundRun = (d: RunDetails | null): RunDetails | null => (d === null ? null : { ...d, requests_per_s: round(d.requests_per_s, 1) ?? 0 });
+    const roundPaired = (p: PairedResult | null | undefined): PairedResult | null | undefined =>
+      p == null
+        ? p
+        : {
+            ...p,
+            rounds: p.rounds.map((r) => ({
+              round: r.round,
+              reference_before_flows_per_s: round(r.reference_before_flows_per_s, 0) ?? 0,
+              target_flows_per_s: round(r.target_flows_per_s, 0) ?? 0,
+              reference_after_flows_per_s: round(r.reference_after_flows_per_s, 0) ?? 0,
+              ratio: round(r.ratio, 3),
+            })),
+            ratio_median: round(p.ratio_median, 3),
+            target_flows_per_s_median: round(p.target_flows_per_s_median, 0) ?? 0,
+            reference_flows_per_s_median: round(p.reference_flows_per_s_median, 0) ?? 0,
+            reference_runs: p.reference_runs.map((d) => roundRun(d)!),
+            target_runs: p.target_runs.map((d) => roundRun(d)!),
+          };
+    const details: Record<string, unknown> = { ...f.details, batch100: roundRun(f.details.batch100), batch1000: roundRun(f.details.batch1000) };
+    if (f.details.batch100_paired !== undefined) details.batch100_paired = roundPaired(f.details.batch100_paired);
+    if (f.details.batch1000_paired !== undefined) details.batch1000_paired = roundPaired(f.details.batch1000_paired);
     const o: Record<string, unknown> = {
       ...f,
-      details: { ...f.details, batch100: roundRun(f.details.batch100), batch1000: roundRun(f.details.batch1000) },
+      details,
       flows_per_s_batch100: round(f.flows_per_s_batch100, 0),
       flows_per_s_batch1000: round(f.flows_per_s_batch1000, 0),
       get_hour_100k_ms_median: round(f.get_hour_100k_ms_median, 2),
@@ -2065,6 +2328,8 @@ function buildJson(targets: Target[], scenarios: string[], results: Map<string, 
       rss_bytes_per_flow_1m: round(f.rss_bytes_per_flow_1m, 1),
       rss_total_bytes_per_flow_1m: round(f.rss_total_bytes_per_flow_1m, 1),
     };
+    if (f.flows_per_s_ratio_batch100_paired !== undefined) o.flows_per_s_ratio_batch100_paired = round(f.flows_per_s_ratio_batch100_paired, 3);
+    if (f.flows_per_s_ratio_batch1000_paired !== undefined) o.flows_per_s_ratio_batch1000_paired = round(f.flows_per_s_ratio_batch1000_paired, 3);
     if (f.handoff_1m_ms !== undefined) o.handoff_1m_ms = round(f.handoff_1m_ms, 0);
     if (f.failover_ms_median !== undefined) o.failover_ms_median = round(f.failover_ms_median, 0);
     json[t.key] = o;
@@ -2082,7 +2347,11 @@ function buildJson(targets: Target[], scenarios: string[], results: Map<string, 
       get_hour_100k_ms_median: r((x) => x.get_hour_100k_ms_median),
       rss_bytes_per_flow_1m: r((x) => x.rss_bytes_per_flow_1m),
     };
-    goalsMetByTarget[t.key] = goalsMet(f, reference, t.goals);
+    if (f.flows_per_s_ratio_batch100_paired !== undefined) {
+      ratios[t.key].flows_per_s_batch100_paired = round(f.flows_per_s_ratio_batch100_paired, 3);
+      ratios[t.key].flows_per_s_batch1000_paired = round(f.flows_per_s_ratio_batch1000_paired ?? null, 3);
+    }
+    goalsMetByTarget[t.key] = goalsMet(f, t.goals);
   }
   json.ratios = ratios;
   json.goals = GOALS;
@@ -2099,7 +2368,8 @@ async function main(): Promise<number> {
   const targets = TARGETS.filter((t) => targetKeys.includes(t.key));
   console.log(
     `flowmesh bench: targets ${targets.map((t) => t.key).join(", ")}; scenarios ${scenarios.join(", ")}; ` +
-      `${CONNECTIONS} connections, pipelining ${PIPELINING}, ${WARMUP_S} s warm-up + ${DURATION_S} s per throughput run; ` +
+      `${CONNECTIONS} connections, pipelining ${PIPELINING}; throughput: reference ${WARMUP_S} s warm-up + ${DURATION_S} s, ` +
+      `other targets ${WARMUP_S} s warm-up + ${ROUNDS} paired rounds of ${ROUND_S} s against a reference server of their own; ` +
       `${os.cpus().length} CPUs, node ${process.version}`,
   );
 
