@@ -34,7 +34,7 @@ export function settingsOf(broker: { options: object }): FlowmeshSettings {
 }
 
 /** Per node: the last placement epoch logged, and the table waiting to be logged. */
-const epochLogs = new WeakMap<object, { logged: number; tables: number; timer: NodeJS.Timeout | null }>();
+const epochLogs = new WeakMap<object, { logged: number; timer: NodeJS.Timeout | null }>();
 const EPOCH_LOG_MS = 1000;
 
 /**
@@ -43,15 +43,18 @@ const EPOCH_LOG_MS = 1000;
  */
 function logAdopted(service: { broker: { nodeID: string }; logger: { info(msg: string): void }; placement: PlacementTable | null }): void {
   let state = epochLogs.get(service.broker);
-  if (!state) epochLogs.set(service.broker, (state = { logged: 0, tables: 0, timer: null }));
+  if (!state) epochLogs.set(service.broker, (state = { logged: 0, timer: null }));
   const s = state;
-  s.tables++;
   if (s.timer !== null) return;
   s.timer = setTimeout(() => {
     s.timer = null;
     const table = service.placement;
     if (table === null || table.epoch <= s.logged) return;
+    const previous = s.logged;
+    s.logged = table.epoch;
     const me = service.broker.nodeID;
+    // The coordinator logs its own decisions (new cluster, rebalances, lost nodes).
+    if (table.coordinator === me) return;
     let primaries = 0;
     let replicas = 0;
     for (const o of table.owners) {
@@ -59,11 +62,9 @@ function logAdopted(service: { broker: { nodeID: string }; logger: { info(msg: s
       if (i === 0) primaries++;
       else if (i > 0) replicas++;
     }
-    const from = s.logged > 0 && s.tables > 1 ? ` (${s.tables} tables since epoch ${s.logged})` : "";
+    const from = previous > 0 && table.epoch > previous + 1 ? ` (from epoch ${previous})` : "";
     const here = primaries + replicas > 0 ? `; here ${primaries} primary, ${replicas} replica partition(s)` : "";
     service.logger.info(`Placement epoch ${table.epoch} adopted from coordinator ${table.coordinator}${from}${here}`);
-    s.logged = table.epoch;
-    s.tables = 0;
   }, EPOCH_LOG_MS);
   s.timer.unref();
 }

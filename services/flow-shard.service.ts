@@ -491,7 +491,8 @@ const FlowShardService: ServiceSchema = {
       const worker = async () => {
         for (let c = queue.shift(); c; c = queue.shift()) {
           try {
-            flows += await this.applyChange(c);
+            const copied: number = await this.applyChange(c);
+            flows += copied;
             moved++;
           } catch (err) {
             failed.push(`${c.partition} (${(err as Error).message})`);
