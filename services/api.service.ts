@@ -1,5 +1,6 @@
 /**
- * api: the HTTP gateway. Routes only: every route is an alias of an action.
+ * api: the HTTP gateway. Routes only: every route is an alias of an action, but
+ * /health and /metrics, which answer from this process.
  */
 import type { IncomingMessage, ServerResponse } from "http";
 import { gzip } from "zlib";
