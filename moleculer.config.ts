@@ -4,10 +4,16 @@
  * HEARTBEATTIMEOUT, ...); Flowmesh's own settings (PORT, PARTITIONS, REPLICAS, ...)
  * are read by readSettings and exposed as `flowmesh`. See README "Configuration".
  */
-import { Validators, type BrokerOptions } from "moleculer";
+import { MetricReporters, Validators, type BrokerOptions } from "moleculer";
 import { readSettings } from "./src/settings";
 import { addFlowRules } from "./src/validation";
 import GracefulLeave from "./mixins/graceful-leave.middleware";
+import { brokerMiddlewares } from "./mixins/metrics";
+import { FlowmeshPrometheusReporter } from "./mixins/prometheus.reporter";
+
+const settings = readSettings(process.env);
+// Moleculer's Prometheus reporter, minus its own port unless METRICS_PORT asks for one (mixins/prometheus.reporter.ts).
+(MetricReporters as unknown as { register(name: string, value: unknown): void }).register("FlowmeshPrometheus", FlowmeshPrometheusReporter);
 
 // New-style custom checks; Flowmesh's own rule types (a flow record: src/validation.ts).
 // (moleculer's typings omit the constructor's options and the inner instance.)
@@ -33,14 +39,23 @@ const config: BrokerOptions & { flowmesh: ReturnType<typeof readSettings> } = {
   // preferLocal keeps api -> flows in process: a request body never crosses NATS whole.
   registry: { strategy: "RoundRobin", preferLocal: true },
   validator,
-  metrics: { enabled: false },
+  // GET /metrics on the gateway (METRICS=false turns it off). Moleculer turns process
+  // metrics off when NODE_ENV=test; Flowmesh always reports them.
+  metrics: {
+    enabled: settings.metrics,
+    collectProcessMetrics: true,
+    reporter: [{ type: "FlowmeshPrometheus", options: { port: settings.metricsPort, host: settings.host } }],
+  },
   tracing: { enabled: false },
   // The coordinator is the oldest live shard node.
   metadata: { startedAt: Date.now() },
   // SIGTERM/SIGINT: a shard node hands its partitions off before the broker stops.
   skipProcessEventRegistration: true,
-  middlewares: [GracefulLeave],
-  flowmesh: readSettings(process.env),
+  // Moleculer's internal middlewares are listed by hand (mixins/metrics.ts): Flowmesh's
+  // request counters wrap the Validator, and Moleculer's per-call metrics are optional.
+  internalMiddlewares: false,
+  middlewares: [GracefulLeave, ...brokerMiddlewares(settings.metricsBuiltin)],
+  flowmesh: settings,
 };
 
 export = config;

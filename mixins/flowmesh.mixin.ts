@@ -10,6 +10,7 @@
 import type { Context, ServiceSchema } from "moleculer";
 import { placePartitions, type Owners } from "../src/placement";
 import { readSettings, type FlowmeshSettings } from "../src/settings";
+import { metricsOf, offCollect, onCollect } from "./metrics";
 
 export interface PlacementTable {
   /** Rises with every new table the coordinator publishes. */
@@ -30,6 +31,42 @@ export const PLACEMENT_EVENT = "flowmesh.placement";
 
 export function settingsOf(broker: { options: object }): FlowmeshSettings {
   return (broker.options as { flowmesh?: FlowmeshSettings }).flowmesh ?? readSettings(process.env);
+}
+
+/** Per node: the last placement epoch logged, and the table waiting to be logged. */
+const epochLogs = new WeakMap<object, { logged: number; timer: NodeJS.Timeout | null }>();
+const EPOCH_LOG_MS = 1000;
+
+/**
+ * Log the tables a node adopts, at most one line a second: a rebalance publishes one
+ * epoch per partition moved. One log per node, whichever of its services adopts first.
+ */
+function logAdopted(service: { broker: { nodeID: string }; logger: { info(msg: string): void }; placement: PlacementTable | null }): void {
+  let state = epochLogs.get(service.broker);
+  if (!state) epochLogs.set(service.broker, (state = { logged: 0, timer: null }));
+  const s = state;
+  if (s.timer !== null) return;
+  s.timer = setTimeout(() => {
+    s.timer = null;
+    const table = service.placement;
+    if (table === null || table.epoch <= s.logged) return;
+    const previous = s.logged;
+    s.logged = table.epoch;
+    const me = service.broker.nodeID;
+    // The coordinator logs its own decisions (new cluster, rebalances, lost nodes).
+    if (table.coordinator === me) return;
+    let primaries = 0;
+    let replicas = 0;
+    for (const o of table.owners) {
+      const i = o.indexOf(me);
+      if (i === 0) primaries++;
+      else if (i > 0) replicas++;
+    }
+    const from = previous > 0 && table.epoch > previous + 1 ? ` (from epoch ${previous})` : "";
+    const here = primaries + replicas > 0 ? `; here ${primaries} primary, ${replicas} replica partition(s)` : "";
+    service.logger.info(`Placement epoch ${table.epoch} adopted from coordinator ${table.coordinator}${from}${here}`);
+  }, EPOCH_LOG_MS);
+  s.timer.unref();
 }
 
 /** The part of Moleculer's registry used here (getNodeList is missing from its typings). */
@@ -58,6 +95,7 @@ const FlowmeshMixin: Partial<ServiceSchema> = {
       if (current !== null && table.epoch <= current.epoch) return false;
       this.placement = table;
       if (typeof this.placementChanged === "function") this.placementChanged(table, current);
+      if (this.broker.transit) logAdopted(this as never);
       return true;
     },
 
@@ -118,6 +156,18 @@ const FlowmeshMixin: Partial<ServiceSchema> = {
   },
 
   started() {
+    // Gauges of the table this node acts on, computed when /metrics is read (one collector per node).
+    const m = metricsOf(this.broker, "placement");
+    this.collectPlacement = () => {
+      const owners: string[][] = this.placement?.owners ?? [];
+      const shardNodes = this.broker.transit ? this.shardNodes().length : 1;
+      const copies = this.broker.transit ? Math.min(this.flowmesh.replicas, Math.max(shardNodes, 1)) : 1;
+      m.flowmesh_placement_epoch.set(this.placement?.epoch ?? 0);
+      m.flowmesh_shard_nodes.set(shardNodes);
+      m.flowmesh_partitions_without_primary.set(this.placement ? owners.filter((o) => o.length === 0).length : this.flowmesh.partitions);
+      m.flowmesh_partitions_under_replicated.set(this.placement ? owners.filter((o) => o.length < copies).length : this.flowmesh.partitions);
+    };
+    onCollect(this.broker, "placement", this.collectPlacement);
     if (!this.broker.transit) return;
     // Safety net for a missed broadcast: tables are small and epochs tell which is newer.
     this.placementRefreshTimer = setInterval(() => this.refreshPlacement().catch(() => undefined), 2000);
@@ -126,6 +176,7 @@ const FlowmeshMixin: Partial<ServiceSchema> = {
   },
 
   stopped() {
+    offCollect(this.broker, "placement", this.collectPlacement);
     if (this.placementRefreshTimer) clearInterval(this.placementRefreshTimer);
   },
 };

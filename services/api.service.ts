@@ -1,13 +1,17 @@
 /**
- * api: the HTTP gateway. Routes only: every route is an alias of an action, and the
- * dashboard's static files (public/) are served as moleculer-web assets.
+ * api: the HTTP gateway. Routes only: every route is an alias of an action, but
+ * /health and /metrics, which answer from this process; the dashboard's static
+ * files (public/) are served as moleculer-web assets.
  */
 import { existsSync } from "fs";
 import type { IncomingMessage, ServerResponse } from "http";
 import * as path from "path";
+import { gzip } from "zlib";
 import { Errors, type ServiceSchema } from "moleculer";
 import ApiGateway from "moleculer-web";
 import { settingsOf } from "../mixins/flowmesh.mixin";
+import { metricsOf, reasonOf, type GroupMetrics } from "../mixins/metrics";
+import { PROMETHEUS_CONTENT_TYPE, prometheusText } from "../mixins/prometheus.reporter";
 import { BodyError, readJsonBody } from "../src/json-body";
 import { parseQueryInteger } from "../src/validation";
 
@@ -62,17 +66,26 @@ const ApiService: ServiceSchema = {
             res.setHeader("Content-Type", "application/json; charset=utf-8");
             res.end(JSON.stringify({ status: "ok" }));
           },
+          // This node's series (Prometheus scrapes every node), rendered from Moleculer's metric registry.
+          "GET /metrics"(this: { sendMetrics(req: Req, res: ServerResponse): void }, req: Req, res: ServerResponse) {
+            this.sendMetrics(req, res);
+          },
         },
         // Our own body reader: moleculer-web's merges an array body into an object and caps JSON at 100 kB.
         use: [
-          function jsonBody(this: { bodyLimit: number }, req: Req, _res: ServerResponse, next: Next) {
+          function jsonBody(req: Req, _res: ServerResponse, next: Next) {
             if (req.method !== "POST") return next();
-            readJsonBody(req, (req as unknown as { $service: { flowmesh: { bodyLimit: number } } }).$service.flowmesh.bodyLimit).then(
+            const service = (req as unknown as { $service: { flowmesh: { bodyLimit: number }; metrics: GroupMetrics<"gateway"> } }).$service;
+            readJsonBody(req, service.flowmesh.bodyLimit).then(
               (body) => {
                 req.body = body;
                 next();
               },
-              (err) => next(err instanceof BodyError ? new Errors.MoleculerClientError(err.message, err.status, err.type) : err),
+              (err) => {
+                // Refused before flows.ingest sees it (which counts every other outcome).
+                service.metrics.flowmesh_rejected_batches_total.increment({ reason: reasonOf(err) });
+                next(err instanceof BodyError ? new Errors.MoleculerClientError(err.message, err.status, err.type) : err);
+              },
             );
           },
         ],
@@ -110,11 +123,27 @@ const ApiService: ServiceSchema = {
       if (err && err.code === 503 && !res.headersSent) res.setHeader("Retry-After", "1");
       return baseSendError.call(this, req, res, err);
     },
+
+    /** GET /metrics: Prometheus text exposition 0.0.4, gzipped when the scraper accepts it (Prometheus does). */
+    sendMetrics(req: Req, res: ServerResponse) {
+      if (!this.broker.isMetricsEnabled()) {
+        return this.sendError(req, res, new Errors.MoleculerClientError("Metrics are disabled (METRICS=false)", 404, "METRICS_DISABLED"));
+      }
+      const text = prometheusText(this.broker);
+      res.setHeader("Content-Type", PROMETHEUS_CONTENT_TYPE);
+      if (!String(req.headers["accept-encoding"] ?? "").includes("gzip")) return void res.end(text);
+      gzip(text, (err, body) => {
+        if (err) return void this.sendError(req, res, err);
+        res.setHeader("Content-Encoding", "gzip");
+        res.end(body);
+      });
+    },
   },
 
   created() {
     const s = settingsOf(this.broker);
     this.flowmesh = s;
+    this.metrics = metricsOf(this.broker, "gateway");
     this.settings.port = s.port;
     this.settings.ip = s.host;
     if (!PUBLIC_DIR) this.logger.warn(`Dashboard files not found (public/index.html near ${__dirname}): GET / answers 404`);

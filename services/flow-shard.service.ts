@@ -8,6 +8,7 @@
 import { randomUUID } from "crypto";
 import { Errors, type Context, type ServiceSchema } from "moleculer";
 import FlowmeshMixin, { PLACEMENT_EVENT, SHARD_SERVICE, type PlacementTable } from "../mixins/flowmesh.mixin";
+import { metricsOf, offCollect, onCollect } from "../mixins/metrics";
 import { fromMessage, packMessages, toMessage, type SubBatchMessage } from "../src/batching";
 import type { FlowFilter } from "../src/flow-key";
 import { PartitionStore, SumOverflowError, estimateKeyBytes, type FlowRun, type SnapshotChunk, type SubBatch } from "../src/partition-store";
@@ -73,6 +74,7 @@ const FlowShardService: ServiceSchema = {
             result = this.store.apply(batches);
             this.ingested.records += result.records;
             this.ingested.batches += result.applied;
+            this.ingested.duplicates += result.duplicates;
           } catch (err) {
             if (err instanceof SumOverflowError) {
               throw new Errors.MoleculerClientError(err.message, 422, "SUM_OVERFLOW", { flow: err.flow, field: err.field });
@@ -80,7 +82,10 @@ const FlowShardService: ServiceSchema = {
             throw err;
           }
           // Duplicates are forwarded too: a retry after a failed forward must reach the copies (they dedupe).
-          await this.toFollowers("replicate", batches);
+          await this.toFollowers("replicate", batches).catch((err: unknown) => {
+            this.metrics.flowmesh_replication_failures_total.increment();
+            throw err;
+          });
           return result;
         } finally {
           for (const b of batches) inflight[b.partition]--;
@@ -169,9 +174,14 @@ const FlowShardService: ServiceSchema = {
             await ctx.call(`${SHARD_SERVICE}.loadChunk`, { chunk: chunks[i], last: i === chunks.length - 1 }, { nodeID: to });
             handoff.sent = i + 1;
           }
-          return { partition, to, flows, chunks: chunks.length, ms: Date.now() - handoff.startedAt };
+          const ms = Date.now() - handoff.startedAt;
+          this.metrics.flowmesh_handoffs_total.increment({ result: "done" });
+          this.metrics.flowmesh_handoff_flows_total.increment(null, flows);
+          this.logger.debug(`Copied partition ${partition} to ${to}: ${flows} flows in ${chunks.length} chunk(s), ${ms} ms`);
+          return { partition, to, flows, chunks: chunks.length, ms };
         } catch (err) {
           copies.delete(to);
+          this.metrics.flowmesh_handoffs_total.increment({ result: "failed" });
           throw err;
         } finally {
           this.handoffs.delete(id);
@@ -453,11 +463,14 @@ const FlowShardService: ServiceSchema = {
       const table: PlacementTable = this.placement;
       const gone = new Set([...ownerNodes(table.owners)].filter((n) => !alive.includes(n) || this.incarnationOf(n) !== table.incarnations[n]));
       if (gone.size > 0) {
-        const before = this.placement.owners;
+        const before: string[][] = this.placement.owners;
         this.publish(withoutNodes(before, gone), `lost ${[...gone].join(", ")}`);
-        const orphaned = this.placement.owners.filter((o: string[], p: number) => o.length === 0 && before[p].length > 0).length;
+        const after: string[][] = this.placement.owners;
+        const promoted = after.filter((o, p) => o.length > 0 && gone.has(before[p][0])).length;
+        const orphaned = after.filter((o, p) => o.length === 0 && before[p].length > 0).length;
+        const short = after.filter((o, p) => o.length < before[p].length).length;
         this.logger.warn(
-          `Lost ${[...gone].join(", ")}: promoted surviving copies, epoch ${this.placement.epoch}` +
+          `Lost ${[...gone].join(", ")}: ${promoted} replica(s) promoted to primary, ${short} partition(s) short of a copy until re-made, epoch ${this.placement.epoch}` +
             (orphaned > 0 ? `; ${orphaned} partition(s) had no other copy and restart empty (REPLICAS=1?)` : ""),
         );
       }
@@ -466,35 +479,49 @@ const FlowShardService: ServiceSchema = {
       const changes = planTransition(this.placement.owners, target);
       if (changes.length === 0) return;
       const fills = changes.reduce((a, c) => a + c.fills.length, 0);
-      this.logger.info(`Rebalancing ${changes.length} partition(s) onto ${live.join(", ")}: ${fills} cop${fills === 1 ? "y" : "ies"} to make`);
+      const startEpoch = this.placement.epoch;
+      this.logger.info(
+        `Rebalancing ${changes.length} partition(s) onto ${live.join(", ")} from epoch ${startEpoch}: ${fills} cop${fills === 1 ? "y" : "ies"} to make, ${HANDOFF_CONCURRENCY} at a time`,
+      );
       const started = Date.now();
       let moved = 0;
-      let failed = 0;
+      let flows = 0;
+      const failed: string[] = [];
       const queue = [...changes];
       const worker = async () => {
         for (let c = queue.shift(); c; c = queue.shift()) {
           try {
-            await this.applyChange(c);
+            const copied: number = await this.applyChange(c);
+            flows += copied;
             moved++;
           } catch (err) {
-            failed++;
-            this.logger.warn(`Partition ${c.partition} not moved yet: ${(err as Error).message}`);
+            failed.push(`${c.partition} (${(err as Error).message})`);
           }
         }
       };
       await Promise.all(Array.from({ length: HANDOFF_CONCURRENCY }, worker));
-      this.logger.info(`Rebalance done in ${Date.now() - started} ms: ${moved} moved, ${failed} to retry, epoch ${this.placement.epoch}`);
-      if (failed > 0) this.reconcileAgain = true;
+      this.logger.info(
+        `Rebalance done in ${Date.now() - started} ms: ${moved} partition(s) moved, ${flows} flows copied, epoch ${startEpoch} -> ${this.placement.epoch}` +
+          (failed.length > 0 ? `; ${failed.length} to retry` : ""),
+      );
+      if (failed.length > 0) {
+        this.logger.warn(`Not moved yet, retrying: partition ${failed.slice(0, 3).join(", ")}${failed.length > 3 ? ", ..." : ""}`);
+        this.reconcileAgain = true;
+      }
     },
 
-    async applyChange(c: PartitionChange): Promise<void> {
+    /** Make the change's copies, switch ownership; resolves with the flows copied. */
+    async applyChange(c: PartitionChange): Promise<number> {
+      let flows = 0;
       for (const to of c.fills) {
-        await this.broker.call(`${SHARD_SERVICE}.addCopy`, { partition: c.partition, to }, { nodeID: c.from[0], timeout: 0 });
+        const copied = (await this.broker.call(`${SHARD_SERVICE}.addCopy`, { partition: c.partition, to }, { nodeID: c.from[0], timeout: 0 })) as { flows: number };
+        flows += copied.flows;
       }
       if (c.releaseFrom) await this.broker.call(`${SHARD_SERVICE}.release`, { partition: c.partition }, { nodeID: c.releaseFrom });
       const owners = this.placement.owners.slice();
       owners[c.partition] = c.to;
       this.publish(owners, `partition ${c.partition}: ${c.from.join(",")} -> ${c.to.join(",")}`);
+      return flows;
     },
 
     /** Move everything off a node (SIGTERM). Resolves when it owns no partition. */
@@ -541,8 +568,9 @@ const FlowShardService: ServiceSchema = {
     /** Writes under way per partition (a release waits for them). */
     this.inflight = new Int32Array(this.flowmesh.partitions);
     this.handoffs = new Map<string, Handoff>();
-    /** Cumulative writes applied here as primary (not duplicates): the ingest rate on /cluster. */
-    this.ingested = { records: 0, batches: 0 };
+    /** Cumulative writes applied here as primary (not duplicates): the ingest rate on /cluster, and /metrics. */
+    this.ingested = { records: 0, batches: 0, duplicates: 0 };
+    this.metrics = metricsOf(this.broker, "shard");
     this.cursors = new Map<string, ReadCursor>();
     this.leaving = new Set<string>();
     this.reconciling = false;
@@ -554,6 +582,34 @@ const FlowShardService: ServiceSchema = {
   },
 
   started() {
+    // /metrics: copied from what this service keeps anyway, when it is read.
+    this.collectShard = () => {
+      const m = this.metrics;
+      const me = this.broker.nodeID;
+      const owners: string[][] = this.placement?.owners ?? [];
+      let primaries = 0;
+      let replicas = 0;
+      for (const o of owners) {
+        const i = o.indexOf(me);
+        if (i === 0) primaries++;
+        else if (i > 0) replicas++;
+      }
+      let primaryFlows = 0;
+      let replicaFlows = 0;
+      for (const [p, part] of (this.store as PartitionStore).partitions) {
+        if (owners[p]?.[0] === me) primaryFlows += part.flowCount;
+        else replicaFlows += part.flowCount;
+      }
+      m.flowmesh_partitions_owned.set(primaries, { role: "primary" });
+      m.flowmesh_partitions_owned.set(replicas, { role: "replica" });
+      m.flowmesh_flows_held.set(primaryFlows, { role: "primary" });
+      m.flowmesh_flows_held.set(replicaFlows, { role: "replica" });
+      m.flowmesh_coordinator.set(this.coordinatorID() === me ? 1 : 0);
+      m.flowmesh_handoffs_in_progress.set(this.handoffs.size);
+      m.flowmesh_applied_records_total.set(this.ingested.records);
+      m.flowmesh_idempotency_hits_total.set(this.ingested.duplicates);
+    };
+    onCollect(this.broker, "shard", this.collectShard);
     if (!this.broker.transit) return;
     this.started_ = true;
     // Before deciding anything as coordinator, give discovery a moment and learn the current table.
@@ -571,6 +627,7 @@ const FlowShardService: ServiceSchema = {
   },
 
   stopped() {
+    offCollect(this.broker, "shard", this.collectShard);
     clearTimeout(this.settleTimer);
     clearInterval(this.tickTimer);
   },

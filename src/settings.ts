@@ -21,6 +21,12 @@ export interface FlowmeshSettings {
   idempotencyMax: number;
   /** Seconds an idempotency key is remembered (IDEMPOTENCY_TTL). */
   idempotencyTtlSeconds: number;
+  /** Moleculer's metrics module and GET /metrics (METRICS=true|false). */
+  metrics: boolean;
+  /** Also serve /metrics on this port with Moleculer's own listener (METRICS_PORT); null: only through the gateway. */
+  metricsPort: number | null;
+  /** Moleculer's per-call request, event and transit metrics (METRICS_BUILTIN=true|false); they cost ~8 µs per action call. */
+  metricsBuiltin: boolean;
 }
 
 function int(env: NodeJS.ProcessEnv, name: string, fallback: number, min: number): number {
@@ -31,6 +37,14 @@ function int(env: NodeJS.ProcessEnv, name: string, fallback: number, min: number
     throw new Error(`${name} must be an integer >= ${min}, got ${JSON.stringify(raw)}`);
   }
   return n;
+}
+
+/** Only `true` or `false`: moleculer-runner reads METRICS itself, and would take "0" as a number (enabled). */
+function bool(env: NodeJS.ProcessEnv, name: string, fallback: boolean): boolean {
+  const raw = env[name];
+  if (raw === undefined || raw === "") return fallback;
+  if (raw === "true" || raw === "false") return raw === "true";
+  throw new Error(`${name} must be true or false, got ${JSON.stringify(raw)}`);
 }
 
 export function readSettings(env: NodeJS.ProcessEnv = process.env): FlowmeshSettings {
@@ -44,5 +58,8 @@ export function readSettings(env: NodeJS.ProcessEnv = process.env): FlowmeshSett
     bodyLimit: int(env, "BODY_LIMIT", 8 * 1024 * 1024, 1),
     idempotencyMax: int(env, "IDEMPOTENCY_MAX", 10000, 1),
     idempotencyTtlSeconds: int(env, "IDEMPOTENCY_TTL", 600, 1),
+    metrics: bool(env, "METRICS", true),
+    metricsPort: env.METRICS_PORT ? int(env, "METRICS_PORT", 0, 0) : null,
+    metricsBuiltin: bool(env, "METRICS_BUILTIN", false),
   };
 }

@@ -6,6 +6,7 @@
 import { ServiceBroker } from "moleculer";
 import { apiContract, expectedHour, flow, freshHour, request } from "../support/api-contract";
 import { describeWithNats, startCluster, type Cluster } from "../support/processes";
+import { parseExposition, sampleValue } from "../support/prometheus";
 
 describeWithNats("three-node cluster", () => {
   let cluster: Cluster;
@@ -57,6 +58,26 @@ describeWithNats("three-node cluster", () => {
       expect(status.nodes.map((n) => n.nodeID).sort()).toEqual(["n1", "n2", "n3"]);
       expect(status.epoch).toBe((await request(`${cluster.urls()[0]}/cluster`)).body.epoch);
     });
+  });
+
+  test("each node's /metrics reports its own partitions, as /cluster does", async () => {
+    const status = (await request(`${cluster.urls()[0]}/cluster`)).body as { epoch: number; nodes: { nodeID: string; primaries: number; replicas: number }[] };
+    let primaries = 0;
+    let coordinators = 0;
+    for (const node of cluster.nodes) {
+      const f = parseExposition(await (await fetch(`${node.url}/metrics`)).text());
+      const own = { node_id: node.nodeID };
+      const expected = status.nodes.find((n) => n.nodeID === node.nodeID)!;
+      expect([node.nodeID, sampleValue(f, "flowmesh_partitions_owned", { ...own, role: "primary" })]).toEqual([node.nodeID, expected.primaries]);
+      expect(sampleValue(f, "flowmesh_partitions_owned", { ...own, role: "replica" })).toBe(expected.replicas);
+      expect(sampleValue(f, "flowmesh_placement_epoch", own)).toBe(status.epoch);
+      expect(sampleValue(f, "flowmesh_shard_nodes", own)).toBe(3);
+      expect(sampleValue(f, "flowmesh_partitions_under_replicated", own)).toBe(0);
+      primaries += expected.primaries;
+      coordinators += sampleValue(f, "flowmesh_coordinator", own);
+    }
+    expect(primaries).toBe(256);
+    expect(coordinators).toBe(1);
   });
 
   test("an hour larger than one NATS message is paged between nodes, never truncated", async () => {
