@@ -4,22 +4,16 @@
  * HEARTBEATTIMEOUT, ...); Flowmesh's own settings (PORT, PARTITIONS, REPLICAS, ...)
  * are read by readSettings and exposed as `flowmesh`. See README "Configuration".
  */
-import { MetricReporters, Validators, type BrokerOptions } from "moleculer";
+import { MetricReporters, type BrokerOptions } from "moleculer";
 import { readSettings } from "./src/settings";
-import { addFlowRules } from "./src/validation";
 import GracefulLeave from "./mixins/graceful-leave.middleware";
 import { brokerMiddlewares } from "./mixins/metrics";
 import { FlowmeshPrometheusReporter } from "./mixins/prometheus.reporter";
+import { createValidator } from "./mixins/validator";
 
 const settings = readSettings(process.env);
 // Moleculer's Prometheus reporter, minus its own port unless METRICS_PORT asks for one (mixins/prometheus.reporter.ts).
 (MetricReporters as unknown as { register(name: string, value: unknown): void }).register("FlowmeshPrometheus", FlowmeshPrometheusReporter);
-
-// New-style custom checks; Flowmesh's own rule types (a flow record: src/validation.ts).
-// (moleculer's typings omit the constructor's options and the inner instance.)
-const FastestValidator = Validators.Fastest as unknown as new (options: object) => Validators.Fastest & { validator: Parameters<typeof addFlowRules>[0] };
-const validator = new FastestValidator({ useNewCustomCheckerFunction: true });
-addFlowRules(validator.validator);
 
 const config: BrokerOptions & { flowmesh: ReturnType<typeof readSettings> } = {
   namespace: process.env.NAMESPACE || "flowmesh",
@@ -38,7 +32,8 @@ const config: BrokerOptions & { flowmesh: ReturnType<typeof readSettings> } = {
   // Calls to shard actions name their node (Flowmesh's placement decides ownership).
   // preferLocal keeps api -> flows in process: a request body never crosses NATS whole.
   registry: { strategy: "RoundRobin", preferLocal: true },
-  validator,
+  // fastest-validator with Flowmesh's rule types (mixins/validator.ts).
+  validator: createValidator(),
   // GET /metrics on the gateway (METRICS=false turns it off). Moleculer turns process
   // metrics off when NODE_ENV=test; Flowmesh always reports them.
   metrics: {

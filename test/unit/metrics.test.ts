@@ -5,6 +5,7 @@
  */
 import { MetricReporters, ServiceBroker } from "moleculer";
 import { brokerMiddlewares } from "../../mixins/metrics";
+import { createValidator } from "../../mixins/validator";
 import { FlowmeshPrometheusReporter, prometheusText, snakeCase } from "../../mixins/prometheus.reporter";
 import ClusterService from "../../services/cluster.service";
 import FlowShardService from "../../services/flow-shard.service";
@@ -20,7 +21,7 @@ function broker(builtin: boolean, nodeID: string): ServiceBroker {
     metrics: { enabled: true, collectProcessMetrics: true, reporter: [{ type: "FlowmeshPrometheus", options: {} }] },
     internalMiddlewares: false,
     middlewares: brokerMiddlewares(builtin) as never,
-    validator: { type: "Fastest", options: { useNewCustomCheckerFunction: true } } as never,
+    validator: createValidator(),
   });
 }
 
