@@ -59,6 +59,26 @@ describe("PartitionStore", () => {
     expect(readAll(s, 1).reduce((a, [, tx]) => a + (tx as number), 0)).toBe(batch.reduce((a, r) => a + r.bytes_tx, 0));
   });
 
+  test("an idempotency key is forgotten after its TTL, and travels in snapshots with what is left of it", async () => {
+    const s = new PartitionStore({ max: 100, ttlMs: 80 });
+    const batch = [rec("a", 1, 5)];
+    s.apply(splitByPartition(batch, P, "ttl-key"));
+    expect(s.apply(splitByPartition(batch, P, "ttl-key")).duplicates).toBe(1);
+    s.apply(splitByPartition(batch, P, "other"));
+    const [chunk] = s.snapshot(splitByPartition(batch, P)[0].partition, 1 << 20);
+    expect(chunk.dedupe.map(([k]) => k).sort()).toEqual(["other", "ttl-key"]);
+    for (const [, ttl] of chunk.dedupe) expect(ttl > 0 && ttl <= 80).toBe(true);
+    const copy = new PartitionStore({ max: 100, ttlMs: 60_000 });
+    copy.loadChunk(chunk);
+    // The copy keeps the key for what was left of its TTL, not for its own longer window.
+    expect(copy.apply(splitByPartition(batch, P, "ttl-key")).duplicates).toBe(1);
+    await new Promise((r) => setTimeout(r, 120));
+    expect(s.apply(splitByPartition(batch, P, "ttl-key")).duplicates).toBe(0);
+    expect(copy.apply(splitByPartition(batch, P, "ttl-key")).duplicates).toBe(0);
+    // Applied: the first time, "other", and once more after expiry.
+    expect(readAll(s, 1)).toEqual([[encodeFlowKey("a", "d", "v"), 15, 0]]);
+  });
+
   test("filters", () => {
     const s = store();
     s.apply(splitByPartition([rec("a", 1, 1), rec("b", 1, 1), rec("a", 1, 1, 0, "e")], P));
