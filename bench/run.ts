@@ -147,7 +147,12 @@
  *                 { batch, warmup_s, round_s, rounds: [{ round, reference_before_flows_per_s,
  *                 target_flows_per_s, reference_after_flows_per_s, ratio }], ratio_median,
  *                 target_flows_per_s_median, reference_flows_per_s_median, reference_runs:
- *                 [ROUNDS + 1 runs as "batch100"], target_runs: [ROUNDS runs as "batch100"] },
+ *                 [ROUNDS + 1 runs as "batch100"], target_runs: [ROUNDS runs as "batch100"],
+ *                 cpu_ms_per_request: { <process>: ms, ..., total } (user + system CPU time from
+ *                 /proc/<pid>/stat over the target runs, per 2xx request; a cluster's processes
+ *                 by NODEID plus "nats-server"; the load generator is not included: it is the same
+ *                 for both), reference_cpu_ms_per_request: { reference, total } (the same over the
+ *                 paired reference's runs) },
  *                 "paired_reference" { rss_start_bytes, rss_end_bytes } (its VmRSS at start and
  *                 after the last round), "get_hour_100k"
  *                 { flows_returned, body_bytes, samples_ms }, "load_1m" { posts, failed, seconds },
@@ -1202,7 +1207,55 @@ interface PairedResult {
   /** ROUNDS + 1 runs, in order (reference_runs[i - 1] and [i] bracket target_runs[i - 1]) */
   reference_runs: RunDetails[];
   target_runs: RunDetails[];
+  /**
+   * CPU time (user + system) per 2xx request over all target runs, in ms, by process (a cluster's
+   * NODEIDs and "nats-server") and "total"; the same for the paired reference over its runs. The
+   * load generator (this process) is in neither.
+   */
+  cpu_ms_per_request: Record<string, number>;
+  reference_cpu_ms_per_request: Record<string, number>;
 }
+
+/** A process whose CPU time the paired rounds account for. */
+interface MeteredProcess {
+  name: string;
+  pid: number;
+}
+
+/** CPU time (user + system) a process has used so far, in ms, from /proc/<pid>/stat (clock ticks of 10 ms). */
+function cpuMs(pid: number): number {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return (Number(fields[11]) + Number(fields[12])) * 10;
+  } catch {
+    return NaN; // gone
+  }
+}
+
+/** Runs fn, adding each process's CPU time during it to `used`. */
+async function metered<T>(procs: MeteredProcess[], used: Map<string, number>, fn: () => Promise<T>): Promise<T> {
+  const before = procs.map((p) => cpuMs(p.pid));
+  const result = await fn();
+  procs.forEach((p, i) => used.set(p.name, (used.get(p.name) ?? 0) + (cpuMs(p.pid) - before[i])));
+  return result;
+}
+
+function perRequest(used: Map<string, number>, requests: number): Record<string, number> {
+  const out: Record<string, number> = {};
+  let total = 0;
+  for (const [name, ms] of used) {
+    out[name] = requests > 0 ? ms / requests : NaN;
+    total += ms;
+  }
+  out.total = requests > 0 ? total / requests : NaN;
+  return out;
+}
+
+const fmtCpu = (x: Record<string, number>): string =>
+  Object.entries(x)
+    .map(([name, ms]) => `${name} ${fmt(ms, 2)}`)
+    .join(", ");
 
 /** A throughput run's problem (non-2xx answers, errors, no 2xx at all), or null when it ran clean. */
 function runProblem(d: RunDetails): string | null {
@@ -1217,7 +1270,14 @@ function runProblem(d: RunDetails): string | null {
  * runs of ROUND_S each, one at a time. Round i's ratio = target run i / the mean of the reference
  * runs just before and just after it (so a load that drifts over the round cancels out).
  */
-async function measurePaired(targetUrl: string, referenceUrl: string, batch: number, title: string): Promise<PairedResult> {
+async function measurePaired(
+  targetUrl: string,
+  referenceUrl: string,
+  batch: number,
+  title: string,
+  targetProcs: MeteredProcess[],
+  referenceProcs: MeteredProcess[],
+): Promise<PairedResult> {
   const bodies = throughputBodies(batch);
   const target = throughputOptions(targetUrl, bodies);
   const reference = throughputOptions(referenceUrl, bodies);
@@ -1225,12 +1285,14 @@ async function measurePaired(targetUrl: string, referenceUrl: string, batch: num
   await runAutocannon({ ...reference, duration: WARMUP_S });
   await runAutocannon({ ...target, duration: WARMUP_S });
   const flows = (d: RunDetails): number => d.requests_per_s * batch;
-  const reference_runs = [await throughputRun(reference, ROUND_S)];
+  const targetCpu = new Map<string, number>();
+  const referenceCpu = new Map<string, number>();
+  const reference_runs = [await metered(referenceProcs, referenceCpu, () => throughputRun(reference, ROUND_S))];
   const target_runs: RunDetails[] = [];
   const rounds: PairedRound[] = [];
   for (let i = 1; i <= ROUNDS; i++) {
-    target_runs.push(await throughputRun(target, ROUND_S));
-    reference_runs.push(await throughputRun(reference, ROUND_S));
+    target_runs.push(await metered(targetProcs, targetCpu, () => throughputRun(target, ROUND_S)));
+    reference_runs.push(await metered(referenceProcs, referenceCpu, () => throughputRun(reference, ROUND_S)));
     const [before, run, after] = [reference_runs[i - 1], target_runs[i - 1], reference_runs[i]];
     const q = ratio(flows(run), (flows(before) + flows(after)) / 2);
     rounds.push({
@@ -1262,6 +1324,8 @@ async function measurePaired(targetUrl: string, referenceUrl: string, batch: num
     reference_flows_per_s_median: sortedMedian(reference_runs.map(flows)),
     reference_runs,
     target_runs,
+    cpu_ms_per_request: perRequest(targetCpu, target_runs.reduce((a, d) => a + d.requests_2xx, 0)),
+    reference_cpu_ms_per_request: perRequest(referenceCpu, reference_runs.reduce((a, d) => a + d.requests_2xx, 0)),
   };
 }
 
@@ -1837,7 +1901,13 @@ async function pairedThroughput(running: Running, target: Target, figures: Targe
           `(reference, ${target.title}, ..., reference; ratio = ${target.title} / mean of the reference runs before and after; ${CONNECTIONS} connections)`,
       );
       try {
-        const p = await measurePaired(running.url, reference.url, batch, target.title);
+        const targetProcs: MeteredProcess[] = running.cluster
+          ? [
+              ...[...running.cluster.nodes].flatMap(([id, c]) => (c.process.pid === undefined ? [] : [{ name: id, pid: c.process.pid }])),
+              ...(running.natsPid === undefined ? [] : [{ name: "nats-server", pid: running.natsPid }]),
+            ]
+          : running.pids.map((pid) => ({ name: target.key, pid }));
+        const p = await measurePaired(running.url, reference.url, batch, target.title, targetProcs, reference.pids.map((pid) => ({ name: "reference", pid })));
         figures.details[batch === 100 ? "batch100_paired" : "batch1000_paired"] = p;
         figures[flowsKey] = p.target_flows_per_s_median;
         figures[ratioKey] = p.ratio_median;
@@ -1852,6 +1922,7 @@ async function pairedThroughput(running: Running, target: Target, figures: Targe
           `    ${label}: ${target.title} median ${fmtInt(p.target_flows_per_s_median)} flows/s, paired reference median ${fmtInt(p.reference_flows_per_s_median)} flows/s; ` +
             `ratio median ${fmt(p.ratio_median, 3)} (rounds ${p.rounds.map((r) => fmt(r.ratio, 3)).join(", ")})`,
         );
+        console.log(`    ${label}: CPU ms per request, ${target.title}: ${fmtCpu(p.cpu_ms_per_request)}; paired reference: ${fmtCpu(p.reference_cpu_ms_per_request)}`);
       } catch (err) {
         fail(label, err);
       }
@@ -2236,6 +2307,7 @@ function printTable(targets: Target[], results: Map<string, TargetFigures>): voi
           `  ${t.title} batch ${p.batch}: ratios ${p.rounds.map((r) => fmt(r.ratio, 2)).join(" ")} -> median ${fmt(p.ratio_median, 2)}; ` +
             `${t.title} ${p.rounds.map((r) => fmtK(r.target_flows_per_s)).join(" ")} flows/s; reference ${p.reference_runs.map((r) => fmtK(r.requests_per_s * p.batch)).join(" ")}`,
         );
+        console.log(`    CPU ms per request: ${fmtCpu(p.cpu_ms_per_request)}; reference ${fmt(p.reference_cpu_ms_per_request.total, 2)}`);
       }
     }
   }
