@@ -39,7 +39,13 @@ const config: BrokerOptions & { flowmesh: ReturnType<typeof readSettings> } = {
   metrics: {
     enabled: settings.metrics,
     collectProcessMetrics: true,
-    reporter: [{ type: "FlowmeshPrometheus", options: { port: settings.metricsPort, host: settings.host } }],
+    reporter: [
+      {
+        type: "FlowmeshPrometheus",
+        // Not published: the OS user, home directory, addresses and the process's arguments.
+        options: { port: settings.metricsPort, host: settings.host, excludes: ["os.user.*", "os.network.*", "process.arguments"] },
+      },
+    ],
   },
   tracing: { enabled: false },
   // The coordinator is the oldest live shard node.

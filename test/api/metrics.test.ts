@@ -73,6 +73,9 @@ describe("GET /metrics (embedded)", () => {
     expect(value(families, "process_memory_rss")).toBeGreaterThan(0);
     expect(value(families, "process_memory_heap_size_used")).toBeGreaterThan(0);
     expect(families.has("moleculer_request_total")).toBe(false);
+    // Nothing about the OS user, the host's addresses or the command line is published.
+    expect([...families.keys()].filter((n) => /^os_user|^os_network|^process_arguments/.test(n))).toEqual([]);
+    expect(families.has("os_hostname")).toBe(true);
     // Embedded: one node, primary of every partition.
     expect(value(families, "flowmesh_partitions_owned", { role: "primary" })).toBe(256);
     expect(value(families, "flowmesh_partitions_owned", { role: "replica" })).toBe(0);
