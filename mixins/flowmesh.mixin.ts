@@ -8,7 +8,7 @@
  * epoch it has seen, and asks for it when it starts or when an owner refuses its work.
  */
 import type { Context, ServiceSchema } from "moleculer";
-import { placePartitions, type Owners } from "../src/placement";
+import { partitionsShort, placePartitions, type Owners } from "../src/placement";
 import { readSettings, type FlowmeshSettings } from "../src/settings";
 import { metricsOf, offCollect, onCollect } from "./metrics";
 
@@ -121,6 +121,11 @@ const FlowmeshMixin: Partial<ServiceSchema> = {
       return node?.metadata?.startedAt;
     },
 
+    /** Copies each partition should have: REPLICAS, capped by the shard nodes there are (1 embedded). */
+    copiesWanted(shardNodes: number): number {
+      return this.broker.transit ? Math.min(this.flowmesh.replicas, Math.max(shardNodes, 1)) : 1;
+    },
+
     coordinatorID(): string | null {
       if (!this.broker.transit) return this.broker.nodeID;
       return this.shardNodes()[0] ?? null;
@@ -159,13 +164,12 @@ const FlowmeshMixin: Partial<ServiceSchema> = {
     // Gauges of the table this node acts on, computed when /metrics is read (one collector per node).
     const m = metricsOf(this.broker, "placement");
     this.collectPlacement = () => {
-      const owners: string[][] = this.placement?.owners ?? [];
       const shardNodes = this.broker.transit ? this.shardNodes().length : 1;
-      const copies = this.broker.transit ? Math.min(this.flowmesh.replicas, Math.max(shardNodes, 1)) : 1;
+      const short = this.placement ? partitionsShort(this.placement.owners, this.copiesWanted(shardNodes)) : null;
       m.flowmesh_placement_epoch.set(this.placement?.epoch ?? 0);
       m.flowmesh_shard_nodes.set(shardNodes);
-      m.flowmesh_partitions_without_primary.set(this.placement ? owners.filter((o) => o.length === 0).length : this.flowmesh.partitions);
-      m.flowmesh_partitions_under_replicated.set(this.placement ? owners.filter((o) => o.length < copies).length : this.flowmesh.partitions);
+      m.flowmesh_partitions_without_primary.set(short ? short.withoutPrimary.length : this.flowmesh.partitions);
+      m.flowmesh_partitions_under_replicated.set(short ? short.underReplicated.length : this.flowmesh.partitions);
     };
     onCollect(this.broker, "placement", this.collectPlacement);
     if (!this.broker.transit) return;

@@ -4,13 +4,14 @@
  */
 import { Errors, type Context, type ServiceSchema } from "moleculer";
 import FlowmeshMixin, { SHARD_SERVICE, type PlacementTable } from "../mixins/flowmesh.mixin";
+import { partitionsShort, rolesOf } from "../src/placement";
 
 interface ShardStats {
   nodeID: string;
   flows: number;
   partitions: Record<number, number>;
   loading: number[];
-  ingested: { records: number; batches: number };
+  ingested: { records: number; duplicates: number };
   handoffs: { partition: number; from: string; to: string; chunks: number; sent: number; flows: number; startedAt: number }[];
 }
 
@@ -31,7 +32,7 @@ const ClusterService: ServiceSchema = {
         for (const s of stats) {
           for (const [p, n] of Object.entries(s.partitions)) if (owners[Number(p)]?.[0] === s.nodeID) primaryFlows.set(Number(p), n);
         }
-        const replicas = this.broker.transit ? Math.min(this.flowmesh.replicas, Math.max(shardNodes.length, 1)) : 1;
+        const replicas: number = this.copiesWanted(shardNodes.length);
         return {
           nodeID: this.broker.nodeID,
           namespace: this.broker.namespace,
@@ -44,13 +45,12 @@ const ClusterService: ServiceSchema = {
             nodeID: s.nodeID,
             flows: s.flows,
             primaryFlows: Object.entries(s.partitions).reduce((a, [p, n]) => (owners[Number(p)]?.[0] === s.nodeID ? a + n : a), 0),
-            primaries: owners.filter((o) => o[0] === s.nodeID).length,
-            replicas: owners.filter((o) => o.indexOf(s.nodeID) > 0).length,
+            ...rolesOf(owners, s.nodeID),
             // Cumulative, since the node started: a client's rate is the difference of two reads.
             recordsIngested: s.ingested.records,
           })),
           partitions: owners.map((o, p) => ({ partition: p, primary: o[0] ?? null, replicas: o.slice(1), flows: primaryFlows.get(p) ?? 0 })),
-          underReplicated: owners.map((o, p) => ({ partition: p, copies: o.length })).filter((x) => x.copies < replicas).map((x) => x.partition),
+          underReplicated: partitionsShort(owners, replicas).underReplicated,
           handoffs: stats.flatMap((s) => s.handoffs.map((h) => ({ ...h, progress: h.chunks === 0 ? 1 : h.sent / h.chunks }))),
         };
       },
@@ -60,7 +60,7 @@ const ClusterService: ServiceSchema = {
     ready: {
       async handler() {
         const table: PlacementTable | null = this.placement ?? (await this.refreshPlacement());
-        const missing = table === null ? this.flowmesh.partitions : table.owners.filter((o) => o.length === 0).length;
+        const missing = table === null ? this.flowmesh.partitions : partitionsShort(table.owners, 1).withoutPrimary.length;
         if (missing > 0) throw new Errors.MoleculerRetryableError(`${missing} partition(s) have no primary`, 503, "NOT_READY", { missing });
         return { ready: true, epoch: table!.epoch };
       },

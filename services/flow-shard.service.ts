@@ -9,10 +9,10 @@ import { randomUUID } from "crypto";
 import { Errors, type Context, type ServiceSchema } from "moleculer";
 import FlowmeshMixin, { PLACEMENT_EVENT, SHARD_SERVICE, type PlacementTable } from "../mixins/flowmesh.mixin";
 import { metricsOf, offCollect, onCollect } from "../mixins/metrics";
-import { fromMessage, packMessages, toMessage, type SubBatchMessage } from "../src/batching";
+import { fromMessage, packMessages, pageOfRun, toMessage, type SubBatchMessage } from "../src/batching";
 import type { FlowFilter } from "../src/flow-key";
-import { PartitionStore, SumOverflowError, estimateKeyBytes, type FlowRun, type SnapshotChunk, type SubBatch } from "../src/partition-store";
-import { rebalancePartitions } from "../src/placement";
+import { PartitionStore, SumOverflowError, type FlowRun, type SnapshotChunk, type SubBatch } from "../src/partition-store";
+import { rebalancePartitions, rolesOf } from "../src/placement";
 import { ownerNodes, planTransition, withoutNodes, type PartitionChange } from "../src/transition";
 
 /** Under NATS's default 1 MB payload limit, with room for Moleculer's envelope. */
@@ -43,17 +43,6 @@ interface ReadCursor {
   expires: number;
 }
 
-/** The next page of a run: consecutive flows up to maxBytes. */
-function page(run: FlowRun, offset: number, maxBytes: number): { run: FlowRun; next: number } {
-  let bytes = 0;
-  let end = offset;
-  while (end < run.keys.length && (end === offset || bytes + estimateKeyBytes(run.keys[end]) <= maxBytes)) {
-    bytes += estimateKeyBytes(run.keys[end]);
-    end++;
-  }
-  return { run: { keys: run.keys.slice(offset, end), tx: run.tx.slice(offset, end), rx: run.rx.slice(offset, end) }, next: end };
-}
-
 const FlowShardService: ServiceSchema = {
   name: SHARD_SERVICE,
   mixins: [FlowmeshMixin],
@@ -73,7 +62,6 @@ const FlowShardService: ServiceSchema = {
           try {
             result = this.store.apply(batches);
             this.ingested.records += result.records;
-            this.ingested.batches += result.applied;
             this.ingested.duplicates += result.duplicates;
           } catch (err) {
             if (err instanceof SumOverflowError) {
@@ -221,7 +209,7 @@ const FlowShardService: ServiceSchema = {
       handler(ctx: Context<{ cursor: string }>) {
         const cursor: ReadCursor | undefined = this.cursors.get(ctx.params.cursor);
         if (!cursor) throw new Errors.MoleculerRetryableError("Read cursor expired", 503, "CURSOR_EXPIRED");
-        const { run, next } = page(cursor.run, cursor.offset, MESSAGE_BYTES);
+        const { run, next } = pageOfRun(cursor.run, cursor.offset, MESSAGE_BYTES);
         cursor.offset = next;
         if (next >= cursor.run.keys.length) this.cursors.delete(ctx.params.cursor);
         return { run, cursor: next >= cursor.run.keys.length ? null : ctx.params.cursor };
@@ -338,7 +326,7 @@ const FlowShardService: ServiceSchema = {
     },
 
     firstPage(run: FlowRun) {
-      const first = page(run, 0, MESSAGE_BYTES);
+      const first = pageOfRun(run, 0, MESSAGE_BYTES);
       if (first.next >= run.keys.length) return { run, cursor: null };
       const id = randomUUID();
       this.cursors.set(id, { run, offset: first.next, expires: Date.now() + READ_CURSOR_MS } satisfies ReadCursor);
@@ -568,8 +556,8 @@ const FlowShardService: ServiceSchema = {
     /** Writes under way per partition (a release waits for them). */
     this.inflight = new Int32Array(this.flowmesh.partitions);
     this.handoffs = new Map<string, Handoff>();
-    /** Cumulative writes applied here as primary (not duplicates): the ingest rate on /cluster, and /metrics. */
-    this.ingested = { records: 0, batches: 0, duplicates: 0 };
+    /** Cumulative, as primary: records applied (the ingest rate on /cluster) and sub-batches skipped as duplicates (/metrics). */
+    this.ingested = { records: 0, duplicates: 0 };
     this.metrics = metricsOf(this.broker, "shard");
     this.cursors = new Map<string, ReadCursor>();
     this.leaving = new Set<string>();
@@ -587,13 +575,7 @@ const FlowShardService: ServiceSchema = {
       const m = this.metrics;
       const me = this.broker.nodeID;
       const owners: string[][] = this.placement?.owners ?? [];
-      let primaries = 0;
-      let replicas = 0;
-      for (const o of owners) {
-        const i = o.indexOf(me);
-        if (i === 0) primaries++;
-        else if (i > 0) replicas++;
-      }
+      const { primaries, replicas } = rolesOf(owners, me);
       let primaryFlows = 0;
       let replicaFlows = 0;
       for (const [p, part] of (this.store as PartitionStore).partitions) {

@@ -88,7 +88,7 @@ const FlowsService: ServiceSchema = {
               const messages = clustered ? packMessages(list, MESSAGE_BYTES) : [list];
               await Promise.all(
                 messages.map((message) =>
-                  ctx.call(`${SHARD_SERVICE}.apply`, { epoch: table.epoch, ...(clustered ? toMessage(message) : { batches: message }) }, { nodeID }).then(
+                  ctx.call(`${SHARD_SERVICE}.apply`, { epoch: table.epoch, ...toMessage(message) }, { nodeID }).then(
                     () => void applied.push([nodeID, message]),
                     (err) => {
                       if (isFinal(err)) refusal = err;

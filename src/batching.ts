@@ -1,10 +1,11 @@
 /**
  * The write path's split: a validated batch of records becomes one SubBatch per
- * partition, and the sub-batches are grouped by the node that owns them.
+ * partition, and the sub-batches are grouped by the node that owns them; and the
+ * transport's limits: sub-batches packed into messages, reads cut into pages.
  */
 import { placedKey } from "./flow-key";
 import { partitionOfKeyHash } from "./hash";
-import { ENTRY_STRIDE, estimateKeyBytes, type SubBatch } from "./partition-store";
+import { ENTRY_STRIDE, estimateKeyBytes, type FlowRun, type SubBatch } from "./partition-store";
 
 export interface FlowRecord {
   src_app: string;
@@ -99,6 +100,17 @@ export function splitOversized(batches: SubBatch[], maxBytes: number): SubBatch[
     flush();
   }
   return out;
+}
+
+/** The page of a read's run that starts at `offset`: consecutive flows up to maxBytes (at least one). */
+export function pageOfRun(run: FlowRun, offset: number, maxBytes: number): { run: FlowRun; next: number } {
+  let bytes = 0;
+  let end = offset;
+  while (end < run.keys.length && (end === offset || bytes + estimateKeyBytes(run.keys[end]) <= maxBytes)) {
+    bytes += estimateKeyBytes(run.keys[end]);
+    end++;
+  }
+  return { run: { keys: run.keys.slice(offset, end), tx: run.tx.slice(offset, end), rx: run.rx.slice(offset, end) }, next: end };
 }
 
 /** Sub-batches grouped into messages of at most maxBytes (each sub-batch already fits). */

@@ -262,6 +262,29 @@ export function primaryCounts(owners: Owners, nodeIds: Iterable<string> = []): M
   return counts;
 }
 
+/** How many partitions a node holds as primary and as replica. */
+export function rolesOf(owners: Owners, nodeId: string): { primaries: number; replicas: number } {
+  let primaries = 0;
+  let replicas = 0;
+  for (const row of owners) {
+    const i = row.indexOf(nodeId);
+    if (i === 0) primaries++;
+    else if (i > 0) replicas++;
+  }
+  return { primaries, replicas };
+}
+
+/** Partitions short of owners: those without a primary, and those with fewer than `copies` (the former included). */
+export function partitionsShort(owners: Owners, copies: number): { withoutPrimary: number[]; underReplicated: number[] } {
+  const withoutPrimary: number[] = [];
+  const underReplicated: number[] = [];
+  owners.forEach((row, p) => {
+    if (row.length === 0) withoutPrimary.push(p);
+    if (row.length < copies) underReplicated.push(p);
+  });
+  return { withoutPrimary, underReplicated };
+}
+
 /**
  * Partitions whose primary differs between two placements of the same P: {partition,
  * from, to}; "" stands for "no primary" (an empty owner list).

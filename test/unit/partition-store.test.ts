@@ -1,6 +1,6 @@
-import { splitByPartition, groupByPrimary, partitionsByPrimary, splitOversized, packMessages, subBatchBytes, toMessage, fromMessage, type FlowRecord } from "../../src/batching";
+import { splitByPartition, groupByPrimary, partitionsByPrimary, splitOversized, packMessages, subBatchBytes, toMessage, fromMessage, pageOfRun, type FlowRecord } from "../../src/batching";
 import { encodeFlowKey } from "../../src/flow-key";
-import { mergeRuns, PartitionStore, SumOverflowError } from "../../src/partition-store";
+import { estimateKeyBytes, mergeRuns, PartitionStore, SumOverflowError } from "../../src/partition-store";
 
 const MAX = Number.MAX_SAFE_INTEGER;
 const rec = (src_app: string, hour: number, bytes_tx: number, bytes_rx = 0, dest_app = "d", vpc_id = "v"): FlowRecord => ({ src_app, dest_app, vpc_id, hour, bytes_tx, bytes_rx });
@@ -140,6 +140,22 @@ describe("transport limits", () => {
     const messages = packMessages(parts, 128 * 1024);
     for (const m of messages) expect(m.reduce((a, b) => a + subBatchBytes(b), 0)).toBeLessThanOrEqual(128 * 1024);
     expect(messages.flat()).toEqual(parts);
+  });
+
+  test("pageOfRun cuts a run into consecutive pages under the limit, at least one flow each", () => {
+    const keys = Array.from({ length: 100 }, (_, i) => `k${String(i).padStart(3, "0")}`);
+    const run = { keys, tx: keys.map((_, i) => i), rx: keys.map((_, i) => 2 * i) };
+    const pages = [];
+    for (let offset = 0; offset < keys.length; ) {
+      const { run: page, next } = pageOfRun(run, offset, 1000);
+      expect(page.keys.reduce((a, k) => a + estimateKeyBytes(k), 0)).toBeLessThanOrEqual(1000);
+      pages.push(page);
+      offset = next;
+    }
+    expect(pages.length).toBeGreaterThan(1);
+    expect(pages.flatMap((p) => p.keys)).toEqual(keys);
+    expect(pages.flatMap((p) => p.rx)).toEqual(run.rx);
+    expect(pageOfRun(run, 0, 1).run.keys).toEqual(["k000"]);
   });
 
   test("a message writes a shared dedupe key once; the receiver gets every sub-batch's key back", () => {

@@ -1,9 +1,11 @@
 import { hash32 } from "../../src/hash";
 import {
   movedPrimaries,
+  partitionsShort,
   placePartitions,
   primaryCounts,
   rebalancePartitions,
+  rolesOf,
   VIRTUAL_NODES,
   type Owners,
 } from "../../src/placement";
@@ -322,5 +324,18 @@ describe("argument validation", () => {
   test("tables of different sizes are rejected", () => {
     expect(() => rebalancePartitions([["a"], ["a"]], ["a"], 3, 1)).toThrow(/previous table has 2 partitions, expected 3/);
     expect(() => movedPrimaries([["a"]], [["a"], ["a"]])).toThrow(/cannot compare/);
+  });
+});
+
+describe("roles and shortfalls of a table", () => {
+  const owners: Owners = [["a", "b"], ["b", "a"], ["b", "c"], [], ["c"]];
+  test("rolesOf counts a node's primaries and replicas", () => {
+    expect(rolesOf(owners, "a")).toEqual({ primaries: 1, replicas: 1 });
+    expect(rolesOf(owners, "b")).toEqual({ primaries: 2, replicas: 1 });
+    expect(rolesOf(owners, "z")).toEqual({ primaries: 0, replicas: 0 });
+  });
+  test("partitionsShort lists partitions without a primary and those under `copies` owners", () => {
+    expect(partitionsShort(owners, 2)).toEqual({ withoutPrimary: [3], underReplicated: [3, 4] });
+    expect(partitionsShort(owners, 1)).toEqual({ withoutPrimary: [3], underReplicated: [3] });
   });
 });
