@@ -7,7 +7,7 @@
  * not small). No object per flow; slots are never freed except by rolling back the
  * batch that made them. Keys are flat strings shared with the write path's key cache.
  */
-import { LRUCache } from "lru-cache";
+import { DedupeWindow } from "./dedupe-window";
 import { decodeFlowKey, FlowFilter, keyMatcher } from "./flow-key";
 
 /**
@@ -241,12 +241,8 @@ export function estimateKeyBytes(key: string): number {
 /** One partition: hours -> HourTable, plus the idempotency keys it has applied. */
 export class Partition {
   readonly hours = new Map<number, HourTable>();
-  /**
-   * Idempotency keys applied here -> when they expire (Date.now() ms). The expiry is the
-   * value rather than lru-cache's own TTL: lru-cache's TTL bookkeeping was a third of the
-   * cost of remembering a key, paid for every sub-batch of every request in a cluster.
-   */
-  private dedupe: LRUCache<string, number> | null = null;
+  /** Idempotency keys applied here, until they expire (created with the first key: most partitions never see one). */
+  private dedupe: DedupeWindow | null = null;
   /** Flows held (distinct keys over all hours). */
   flowCount = 0;
 
@@ -254,22 +250,15 @@ export class Partition {
 
   /** The remembered idempotency keys and their remaining lifetimes (ms), for snapshots. */
   dedupeEntries(now = Date.now()): [key: string, ttlMs: number][] {
-    if (this.dedupe === null) return [];
-    const out: [string, number][] = [];
-    for (const [key, expires] of this.dedupe.entries()) {
-      if (expires > now) out.push([key, Math.ceil(expires - now)]);
-    }
-    return out;
+    return this.dedupe === null ? [] : this.dedupe.entries(now);
   }
 
   rememberFor(idempotencyKey: string, ttlMs: number, now = Date.now()): void {
-    this.window().set(idempotencyKey, now + ttlMs);
+    this.window().remember(idempotencyKey, now + ttlMs, now);
   }
 
   hasApplied(idempotencyKey: string, now = Date.now()): boolean {
-    // peek: asking does not make a key recent (as lru-cache's has() did not).
-    const expires = this.dedupe?.peek(idempotencyKey);
-    return expires !== undefined && expires > now;
+    return this.dedupe !== null && this.dedupe.has(idempotencyKey, now);
   }
 
   forget(idempotencyKey: string): void {
@@ -277,12 +266,11 @@ export class Partition {
   }
 
   rememberApplied(idempotencyKey: string, now = Date.now()): void {
-    this.window().set(idempotencyKey, now + this.dedupeOptions.ttlMs);
+    this.window().remember(idempotencyKey, now + this.dedupeOptions.ttlMs, now);
   }
 
-  private window(): LRUCache<string, number> {
-    // maxSize rather than max: lru-cache preallocates `max` slots, and most partitions never see a key.
-    this.dedupe ??= new LRUCache<string, number>({ maxSize: this.dedupeOptions.max, sizeCalculation: () => 1 });
+  private window(): DedupeWindow {
+    this.dedupe ??= new DedupeWindow(this.dedupeOptions.max);
     return this.dedupe;
   }
 
