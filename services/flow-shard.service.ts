@@ -9,9 +9,9 @@ import { randomUUID } from "crypto";
 import { Errors, type Context, type ServiceSchema } from "moleculer";
 import FlowmeshMixin, { PLACEMENT_EVENT, SHARD_SERVICE, type PlacementTable } from "../mixins/flowmesh.mixin";
 import { metricsOf, offCollect, onCollect } from "../mixins/metrics";
-import { fromMessage, packMessages, pageOfRun, toMessage, type SubBatchMessage } from "../src/batching";
+import { fromMessage, pageOfRun, toMessage, type WriteMessage } from "../src/batching";
 import type { FlowFilter } from "../src/flow-key";
-import { PartitionStore, SumOverflowError, type FlowRun, type SnapshotChunk, type SubBatch } from "../src/partition-store";
+import { PartitionStore, SumOverflowError, type ApplyResult, type FlowRun, type SnapshotChunk, type SubBatch } from "../src/partition-store";
 import { rebalancePartitions, rolesOf } from "../src/placement";
 import { ownerNodes, planTransition, withoutNodes, type PartitionChange } from "../src/transition";
 
@@ -25,6 +25,24 @@ const READ_CURSOR_MS = 30_000;
 
 function wrongOwner(partitions: number[], epoch: number | undefined): Errors.MoleculerRetryableError {
   return new Errors.MoleculerRetryableError(`Not the serving owner of partition(s) ${partitions.slice(0, 8).join(", ")}${partitions.length > 8 ? ", ..." : ""}`, 503, "WRONG_OWNER", { partitions, epoch });
+}
+
+/** A group of a write message refused on its own (its request's, not the message's): the error as data. */
+export interface GroupRefusal {
+  error: { message: string; code: number; type: string; data?: unknown };
+}
+/** flow-shard.apply answers one of these per group, in order. */
+export type GroupResult = ApplyResult | GroupRefusal;
+
+function refusalOf(err: unknown): GroupRefusal {
+  const e = err as Errors.MoleculerError;
+  return { error: { message: String(e?.message ?? err), code: typeof e?.code === "number" ? e.code : 500, type: e?.type ?? "UNKNOWN", data: e?.data } };
+}
+
+/** The error a refused group stands for, on the caller's side: 5xx are worth a retry. */
+export function refusalError(refusal: GroupRefusal): Errors.MoleculerError {
+  const { message, code, type, data } = refusal.error;
+  return code >= 500 ? new Errors.MoleculerRetryableError(message, code, type, data) : new Errors.MoleculerClientError(message, code, type, data);
 }
 
 interface Handoff {
@@ -48,36 +66,57 @@ const FlowShardService: ServiceSchema = {
   mixins: [FlowmeshMixin],
 
   actions: {
-    /** Primary write path (from `flows`): apply atomically, forward to the copies, then answer. */
+    /**
+     * Primary write path (from `flows`): apply each group atomically, forward the applied
+     * ones to the copies, then answer one result per group. Groups are separate requests:
+     * one refused (an owner that moved, a sum past 2^53-1) leaves the others applied.
+     */
     apply: {
       visibility: "public",
-      async handler(ctx: Context<{ epoch: number } & SubBatchMessage>) {
-        const batches = fromMessage(ctx.params);
-        const refused = this.notServedAsPrimary(batches.map((b) => b.partition));
-        if (refused.length > 0) throw wrongOwner(refused, this.placement?.epoch);
-        const inflight: Int32Array = this.inflight;
-        for (const b of batches) inflight[b.partition]++;
-        try {
-          let result;
+      async handler(ctx: Context<{ epoch: number } & WriteMessage>) {
+        const groups = ctx.params.groups.map(fromMessage);
+        const partitions: number[] = [];
+        for (const g of groups) for (const b of g) partitions.push(b.partition);
+        const refused = new Set<number>(this.notServedAsPrimary(partitions));
+        const results: GroupResult[] = new Array(groups.length);
+        const applied: number[] = [];
+        for (let i = 0; i < groups.length; i++) {
+          const group = groups[i];
+          if (refused.size > 0) {
+            const wrong = [...new Set(group.filter((b) => refused.has(b.partition)).map((b) => b.partition))];
+            if (wrong.length > 0) {
+              results[i] = refusalOf(wrongOwner(wrong, this.placement?.epoch));
+              continue;
+            }
+          }
           try {
-            result = this.store.apply(batches);
+            const result = this.store.apply(group);
             this.ingested.records += result.records;
             this.ingested.duplicates += result.duplicates;
+            results[i] = result;
+            applied.push(i);
           } catch (err) {
-            if (err instanceof SumOverflowError) {
-              throw new Errors.MoleculerClientError(err.message, 422, "SUM_OVERFLOW", { flow: err.flow, field: err.field });
-            }
-            throw err;
+            if (!(err instanceof SumOverflowError)) throw err;
+            results[i] = refusalOf(new Errors.MoleculerClientError(err.message, 422, "SUM_OVERFLOW", { flow: err.flow, field: err.field }));
           }
-          // Duplicates are forwarded too: a retry after a failed forward must reach the copies (they dedupe).
-          await this.toFollowers("replicate", batches).catch((err: unknown) => {
-            this.metrics.flowmesh_replication_failures_total.increment();
-            throw err;
-          });
-          return result;
-        } finally {
-          for (const b of batches) inflight[b.partition]--;
         }
+        if (applied.length === 0) return { results };
+        // Counted in the same tick as the ownership check: a release waits for these writes.
+        const inflight: Int32Array = this.inflight;
+        for (const i of applied) for (const b of groups[i]) inflight[b.partition]++;
+        try {
+          // Duplicates are forwarded too: a retry after a failed forward must reach the copies (they dedupe).
+          await this.toFollowers(
+            "replicate",
+            applied.map((i) => groups[i]),
+          ).catch((err: unknown) => {
+            this.metrics.flowmesh_replication_failures_total.increment();
+            for (const i of applied) results[i] = refusalOf(err);
+          });
+        } finally {
+          for (const i of applied) for (const b of groups[i]) inflight[b.partition]--;
+        }
+        return { results };
       },
     },
 
@@ -87,27 +126,38 @@ const FlowShardService: ServiceSchema = {
      */
     revert: {
       visibility: "public",
-      async handler(ctx: Context<SubBatchMessage & { copy?: boolean }>) {
-        const batches = fromMessage(ctx.params);
+      async handler(ctx: Context<WriteMessage & { copy?: boolean }>) {
+        const batches = ctx.params.groups.flatMap(fromMessage);
         const { copy } = ctx.params;
         const reverted = this.store.revert(batches);
-        if (!copy) await this.toFollowers("revert", batches, { copy: true });
+        if (!copy) await this.toFollowers("revert", [batches], { copy: true });
         return { reverted };
       },
     },
 
-    /** A copy's write path: apply what a primary forwards (queued while the copy is loading). */
+    /**
+     * A copy's write path: apply what a primary forwards (queued while the copy is
+     * loading), group by group. A refusal fails the message: the primary fails its
+     * groups, and their retries are recognised by key where they were applied.
+     */
     replicate: {
       visibility: "public",
-      handler(ctx: Context<SubBatchMessage>) {
-        const now: SubBatch[] = [];
-        for (const b of fromMessage(ctx.params)) {
-          const queue = this.loading.get(b.partition);
-          if (queue) queue.push(b);
-          else if (this.holdsCopy(b.partition)) now.push(b);
-          else throw wrongOwner([b.partition], this.placement?.epoch);
+      handler(ctx: Context<WriteMessage>) {
+        const total: ApplyResult = { applied: 0, duplicates: 0, records: 0 };
+        for (const message of ctx.params.groups) {
+          const now: SubBatch[] = [];
+          for (const b of fromMessage(message)) {
+            const queue = this.loading.get(b.partition);
+            if (queue) queue.push(b);
+            else if (this.holdsCopy(b.partition)) now.push(b);
+            else throw wrongOwner([b.partition], this.placement?.epoch);
+          }
+          const result: ApplyResult = this.store.apply(now);
+          total.applied += result.applied;
+          total.duplicates += result.duplicates;
+          total.records += result.records;
         }
-        return this.store.apply(now);
+        return total;
       },
     },
 
@@ -305,24 +355,33 @@ const FlowShardService: ServiceSchema = {
       return out;
     },
 
-    /** Send sub-batches to every other copy of their partitions (replicate, or revert), packed into messages. */
-    async toFollowers(action: "replicate" | "revert", batches: SubBatch[], extra: object = {}): Promise<void> {
-      let byNode: Map<string, SubBatch[]> | null = null;
-      for (const b of batches) {
-        const followers: string[] = this.followersOf(b.partition);
-        for (const n of followers) {
-          if (byNode === null) byNode = new Map();
-          let list = byNode.get(n);
-          if (!list) byNode.set(n, (list = []));
-          list.push(b);
+    /**
+     * Send groups of sub-batches to every other copy of their partitions (replicate, or
+     * revert): one message per copy node, holding each group's sub-batches it keeps. A
+     * message is a part of one that reached this node, so it is within MESSAGE_BYTES too.
+     */
+    async toFollowers(action: "replicate" | "revert", groups: SubBatch[][], extra: object = {}): Promise<void> {
+      let byNode: Map<string, SubBatch[][]> | null = null;
+      for (const group of groups) {
+        let perNode: Map<string, SubBatch[]> | null = null;
+        for (const b of group) {
+          for (const n of this.followersOf(b.partition) as string[]) {
+            perNode ??= new Map();
+            let list = perNode.get(n);
+            if (!list) perNode.set(n, (list = []));
+            list.push(b);
+          }
+        }
+        if (perNode === null) continue;
+        byNode ??= new Map();
+        for (const [n, list] of perNode) {
+          let lists = byNode.get(n);
+          if (!lists) byNode.set(n, (lists = []));
+          lists.push(list);
         }
       }
       if (byNode === null) return;
-      await Promise.all(
-        Array.from(byNode, ([nodeID, list]) =>
-          Promise.all(packMessages(list, MESSAGE_BYTES).map((message) => this.broker.call(`${SHARD_SERVICE}.${action}`, { ...toMessage(message), ...extra }, { nodeID }))),
-        ),
-      );
+      await Promise.all(Array.from(byNode, ([nodeID, lists]) => this.broker.call(`${SHARD_SERVICE}.${action}`, { groups: lists.map(toMessage), ...extra }, { nodeID })));
     },
 
     firstPage(run: FlowRun) {

@@ -8,18 +8,26 @@
 import { randomUUID } from "crypto";
 import { Errors, type Context, type ServiceSchema } from "moleculer";
 import FlowmeshMixin, { SHARD_SERVICE, type PlacementTable } from "../mixins/flowmesh.mixin";
-import { groupByPrimary, packMessages, partitionsByPrimary, splitByPartition, splitOversized, toMessage, type FlowRecord } from "../src/batching";
+import { metricsOf } from "../mixins/metrics";
+import { groupByPrimary, messageBytes, packMessages, partitionsByPrimary, splitByPartition, splitOversized, toMessage, type FlowRecord } from "../src/batching";
 import { toFlowRecords, type FlowFilter } from "../src/flow-key";
 import { mergeRuns, type FlowRun, type SubBatch } from "../src/partition-store";
 import { RenderedReadCache, filterKey, renderFlowRecords } from "../src/rendered-reads";
 import { readSettings } from "../src/settings";
 import { aggregateParams, ingestParams } from "../src/validation";
-import { MESSAGE_BYTES } from "./flow-shard.service";
+import { WriteCoalescer } from "../src/write-coalescer";
+import { MESSAGE_BYTES, refusalError, type GroupResult } from "./flow-shard.service";
 
 // Param schemas are fixed when the service is defined: limits come from the environment.
 const limits = readSettings(process.env);
 /** How long a request keeps retrying while partitions move or a node is replaced. */
 const RETRY_WINDOW_MS = Number(process.env.RETRY_WINDOW_MS) || 8000;
+
+/** One request's sub-batches for one node, stamped with the table they were placed by. */
+interface WriteGroup {
+  epoch: number;
+  batches: SubBatch[];
+}
 
 function noPrimary(partitions: number, cause?: string): Errors.MoleculerRetryableError {
   return new Errors.MoleculerRetryableError(
@@ -85,18 +93,21 @@ const FlowsService: ServiceSchema = {
           await Promise.all(
             Array.from(groupByPrimary(todo, table.owners), async ([nodeID, list]) => {
               if (nodeID === undefined) return void failed.push(...list);
-              const messages = clustered ? packMessages(list, MESSAGE_BYTES) : [list];
+              // A request too large for one message goes as several groups, each atomic on its own.
+              const groups = clustered ? packMessages(list, MESSAGE_BYTES) : [list];
+              const writer: WriteCoalescer<WriteGroup, GroupResult> = this.writerTo(nodeID);
               await Promise.all(
-                messages.map((message) =>
-                  ctx.call(`${SHARD_SERVICE}.apply`, { epoch: table.epoch, ...toMessage(message) }, { nodeID }).then(
-                    () => void applied.push([nodeID, message]),
-                    (err) => {
-                      if (isFinal(err)) refusal = err;
-                      cause = (err as Error).message;
-                      failed.push(...message);
-                    },
-                  ),
-                ),
+                groups.map((group) => {
+                  const refused = (err: unknown) => {
+                    if (isFinal(err)) refusal = err;
+                    cause = (err as Error).message;
+                    failed.push(...group);
+                  };
+                  return writer.submit({ epoch: table.epoch, batches: group }, clustered ? messageBytes(group) : 0).then((result) => {
+                    if ("error" in result) refused(refusalError(result));
+                    else applied.push([nodeID, group]);
+                  }, refused);
+                }),
               );
             }),
           );
@@ -167,11 +178,34 @@ const FlowsService: ServiceSchema = {
   },
 
   created() {
+    this.writers = new Map<string, WriteCoalescer<WriteGroup, GroupResult>>();
+    this.metrics = metricsOf(this.broker, "gateway");
     this.rendered = new RenderedReadCache();
     this.readVersions = new Map<string, ReadVersions>();
   },
 
   methods: {
+    /**
+     * The writes to one shard node: concurrent requests' groups share its messages
+     * (WRITES_IN_FLIGHT messages to a node unanswered at a time).
+     */
+    writerTo(nodeID: string): WriteCoalescer<WriteGroup, GroupResult> {
+      let writer = this.writers.get(nodeID);
+      if (writer === undefined) {
+        const send = async (groups: WriteGroup[]): Promise<GroupResult[]> => {
+          this.metrics.flowmesh_write_messages_total.increment();
+          this.metrics.flowmesh_write_groups_total.increment(null, groups.length);
+          let epoch = 0;
+          for (const g of groups) epoch = Math.max(epoch, g.epoch);
+          const answer = (await this.broker.call(`${SHARD_SERVICE}.apply`, { epoch, groups: groups.map((g) => toMessage(g.batches)) }, { nodeID })) as { results: GroupResult[] };
+          return answer.results;
+        };
+        writer = new WriteCoalescer<WriteGroup, GroupResult>(send, { maxInFlight: this.flowmesh.writesInFlight, maxBytes: MESSAGE_BYTES });
+        this.writers.set(nodeID, writer);
+      }
+      return writer;
+    },
+
     /**
      * Run attempt(table, pending) until it reports nothing left, refreshing the
      * placement between attempts; 503 with the last cause when the window runs out.
@@ -203,7 +237,7 @@ const FlowsService: ServiceSchema = {
     async revertApplied(ctx: Context, applied: [string, SubBatch[]][]): Promise<void> {
       await Promise.all(
         applied.map(([nodeID, batches]) =>
-          ctx.call(`${SHARD_SERVICE}.revert`, toMessage(batches), { nodeID }).catch((err: Error) => {
+          ctx.call(`${SHARD_SERVICE}.revert`, { groups: [toMessage(batches)] }, { nodeID }).catch((err: Error) => {
             this.logger.error(`Could not undo a refused write on ${nodeID}: ${err.message}`);
           }),
         ),

@@ -68,6 +68,13 @@ export function subBatchBytes(batch: SubBatch): number {
   return bytes;
 }
 
+/** Estimated encoded bytes of sub-batches sent together. */
+export function messageBytes(batches: readonly SubBatch[]): number {
+  let bytes = 0;
+  for (const b of batches) bytes += subBatchBytes(b);
+  return bytes;
+}
+
 /**
  * Sub-batches no larger than maxBytes each, for a transport with a payload limit. A
  * sub-batch too large is cut into parts whose dedupe keys are derived from its own
@@ -141,6 +148,15 @@ export function packMessages(batches: SubBatch[], maxBytes: number): SubBatch[][
 export interface SubBatchMessage {
   key?: string;
   batches: SubBatch[];
+}
+
+/**
+ * A write between nodes (flow-shard's apply, replicate, revert): groups of sub-batches,
+ * each group one request's (or one part of a request too large for a message), applied
+ * atomically on its own. Concurrent requests share a message (src/write-coalescer.ts).
+ */
+export interface WriteMessage {
+  groups: SubBatchMessage[];
 }
 
 export function toMessage(batches: SubBatch[]): SubBatchMessage {

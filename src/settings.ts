@@ -27,6 +27,8 @@ export interface FlowmeshSettings {
   metricsPort: number | null;
   /** Moleculer's per-call request, event and transit metrics (METRICS_BUILTIN=true|false); they cost ~8 µs per action call. */
   metricsBuiltin: boolean;
+  /** Write messages from a gateway to one shard node unanswered at a time (WRITES_IN_FLIGHT); writes meanwhile share the next. */
+  writesInFlight: number;
 }
 
 function int(env: NodeJS.ProcessEnv, name: string, fallback: number, min: number): number {
@@ -61,5 +63,6 @@ export function readSettings(env: NodeJS.ProcessEnv = process.env): FlowmeshSett
     metrics: bool(env, "METRICS", true),
     metricsPort: env.METRICS_PORT ? int(env, "METRICS_PORT", 0, 0) : null,
     metricsBuiltin: bool(env, "METRICS_BUILTIN", false),
+    writesInFlight: int(env, "WRITES_IN_FLIGHT", 1, 1),
   };
 }

@@ -59,6 +59,8 @@ describe("GET /metrics (embedded)", () => {
         "flowmesh_rejected_reads_total",
         "flowmesh_replication_failures_total",
         "flowmesh_shard_nodes",
+        "flowmesh_write_groups_total",
+        "flowmesh_write_messages_total",
       ].sort(),
     );
     for (const f of own) {

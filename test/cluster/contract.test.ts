@@ -80,6 +80,29 @@ describeWithNats("three-node cluster", () => {
     expect(coordinators).toBe(1);
   });
 
+  test("concurrent writes through one gateway share messages; a refused sum refuses only its own request", async () => {
+    const h = freshHour();
+    const url = cluster.urls()[0];
+    const own = { node_id: cluster.nodes[0].nodeID };
+    const metrics = async () => parseExposition(await (await fetch(`${url}/metrics`)).text());
+    const big = flow("big", "b", "c", h, Number.MAX_SAFE_INTEGER - 1, 5);
+    expect((await request(`${url}/flows`, { method: "POST", json: [big] })).status).toBe(200);
+    const before = await metrics();
+    // 40 requests at once, each spanning every shard node; one of them would push "big" past 2^53-1.
+    const batches = Array.from({ length: 40 }, (_, r) => Array.from({ length: 200 }, (_, i) => flow(`src-${r}-${i}`, `dst-${i % 13}`, "vpc", h, r + 1, i + 1)));
+    const refusedAt = 17;
+    batches[refusedAt].push(flow("big", "b", "c", h, 2, 0));
+    const replies = await Promise.all(batches.map((json) => request(`${url}/flows`, { method: "POST", json })));
+    expect(replies.map((r) => (r.status === 200 ? "ok" : r.body.type))).toEqual(batches.map((_, i) => (i === refusedAt ? "SUM_OVERFLOW" : "ok")));
+    const accepted = batches.filter((_, i) => i !== refusedAt).flat();
+    expect((await request(`${cluster.urls()[1]}/flows?hour=${h}`)).body).toEqual(expectedHour([big, ...accepted], h));
+    const after = await metrics();
+    const delta = (name: string) => sampleValue(after, name, own) - sampleValue(before, name, own);
+    // Every request had a part for each of the 3 shard nodes; parts of concurrent requests shared messages.
+    expect(delta("flowmesh_write_groups_total")).toBeGreaterThanOrEqual(40 * 3);
+    expect(delta("flowmesh_write_messages_total")).toBeLessThan(delta("flowmesh_write_groups_total"));
+  }, 60000);
+
   test("an hour larger than one NATS message is paged between nodes, never truncated", async () => {
     const h = freshHour();
     // ~30,000 flows with long names: several MB, far over NATS's 1 MB limit per message.
