@@ -231,8 +231,8 @@ export interface SnapshotChunk {
 
 /**
  * Upper bound of a key's bytes once JSON-encoded with its sums: a UTF-16 unit takes at
- * most 6 bytes (a control character such as the separators' NUL and 0x01 is escaped as
- * \u0000; anything else is at most 3 UTF-8 bytes), plus room for the numbers.
+ * most 6 bytes (a control character in the data is escaped as \u001f; anything else
+ * is at most 3 UTF-8 bytes), plus room for the numbers.
  */
 export function estimateKeyBytes(key: string): number {
   return key.length * 6 + 48;
