@@ -92,6 +92,10 @@
  *   BENCH_FAILOVER_TIMEOUT  seconds each failover may take (default 60)
  *   BENCH_SETTLE_TIMEOUT    seconds a cluster may take to settle after adding a node (default 180)
  *   BENCH_NATS_SERVER  nats-server binary (default /usr/sbin/nats-server, else from PATH)
+ *   BENCH_NATS_GOMAXPROCS  GOMAXPROCS of the clusters' nats-server (default 1; 0 = leave it to
+ *                      Go, one per CPU). On a 2-core machine shared with four node processes and
+ *                      the load generator, Go's idle-processor spinning costs the nodes CPU (README,
+ *                      "Benchmark").
  *   BENCH_OUT          results file (default bench/results/latest.json)
  *
  * Results: printed as a table and written to bench/results/latest.json (git-ignored):
@@ -100,7 +104,8 @@
  *   "machine":   { "cpus": logical CPU count, "cpu_model", "node": process.version,
  *                  "platform", "arch", "total_mem_bytes" },
  *   "settings":  { "duration_s", "warmup_s", "rounds", "round_s", "connections", "pipelining", "get_rounds",
- *                  "load_concurrency", "targets": [keys], "scenarios": [names] },
+ *                  "load_concurrency", "nats_gomaxprocs" (0: Go's default), "targets": [keys],
+ *                  "scenarios": [names] },
  *   "<target key>" (one object per target run: "reference", "embedded", "cluster-r1", ...): {
  *     "flows_per_s_batch100"      flows/s through POST /flows with 100-record bodies
  *                                 (10 bodies cycled; 1000 distinct keys over 24 hours)
@@ -548,6 +553,8 @@ const embeddedTarget: Target = {
 // Cluster targets: nats-server + SHARD_NODES shard nodes + one gateway node.
 
 const NATS_SERVER = process.env.BENCH_NATS_SERVER || (fs.existsSync("/usr/sbin/nats-server") ? "/usr/sbin/nats-server" : "nats-server");
+const NATS_GOMAXPROCS = String(Math.max(0, Math.round(envNumber("BENCH_NATS_GOMAXPROCS", 1))));
+const NATS_ENV: Record<string, string> = NATS_GOMAXPROCS === "0" ? {} : { GOMAXPROCS: NATS_GOMAXPROCS };
 const SHARD_NODES = 3;
 const GATEWAY_ID = "gw";
 const SHARD_JOIN_TIMEOUT_MS = 30_000;
@@ -629,7 +636,7 @@ class Cluster {
   /** nats-server on a free port, then a passive subscriber that sees nodes announce themselves (INFO packets). */
   private async startNats(): Promise<void> {
     this.natsPort = await freePort();
-    this.nats = startProcess(`${this.label} nats`, NATS_SERVER, ["-a", "127.0.0.1", "-p", String(this.natsPort)], {}, 0);
+    this.nats = startProcess(`${this.label} nats`, NATS_SERVER, ["-a", "127.0.0.1", "-p", String(this.natsPort)], NATS_ENV, 0);
     const deadline = Date.now() + 10_000;
     while (!(await canConnect(this.natsPort))) {
       if (this.nats.exited()) throw new Error(`${this.label}: nats-server exited at start (${NATS_SERVER})\n${this.nats.tail()}`);
@@ -2361,6 +2368,7 @@ function buildJson(targets: Target[], scenarios: string[], results: Map<string, 
       pipelining: PIPELINING,
       get_rounds: GET_ROUNDS,
       load_concurrency: LOAD_CONCURRENCY,
+      nats_gomaxprocs: Number(NATS_GOMAXPROCS),
       targets: targets.map((t) => t.key),
       scenarios,
     },
@@ -2442,7 +2450,7 @@ async function main(): Promise<number> {
     `flowmesh bench: targets ${targets.map((t) => t.key).join(", ")}; scenarios ${scenarios.join(", ")}; ` +
       `${CONNECTIONS} connections, pipelining ${PIPELINING}; throughput: reference ${WARMUP_S} s warm-up + ${DURATION_S} s, ` +
       `other targets ${WARMUP_S} s warm-up + ${ROUNDS} paired rounds of ${ROUND_S} s against a reference server of their own; ` +
-      `${os.cpus().length} CPUs, node ${process.version}`,
+      `${os.cpus().length} CPUs, node ${process.version}; clusters' nats-server GOMAXPROCS=${NATS_GOMAXPROCS === "0" ? "(Go's default)" : NATS_GOMAXPROCS}`,
   );
 
   for (const [scenario, key] of [["handoff", "cluster-r1"], ["failover", "cluster-r2"]]) {
