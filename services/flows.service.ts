@@ -1,6 +1,7 @@
 /**
  * flows: the stateless coordinator of writes and reads. Validates, splits a batch
- * by partition, sends each owner node one message with its sub-batches, fans reads
+ * by partition, sends each primary node its sub-batches as one group (in a message it
+ * may share with concurrent requests' groups: src/write-coalescer.ts), fans reads
  * out to every partition's primary and merges them in order. When an owner refuses
  * (the placement moved) or cannot be reached, it refreshes the table and retries the
  * refused part; sub-batches carry idempotency keys, so a retry never counts twice.
