@@ -5,8 +5,8 @@
  * One Map in insertion order. Every key is remembered for the same TTL from when it
  * was applied, so insertion order is expiry order and the oldest key is always the
  * first: expiring and evicting both take from the front, O(1) per key. (lru-cache did
- * the same job at about ten times the cost per key: a cluster write remembers one key
- * per sub-batch, some 250 per 1000-record request on every copy.) Keys loaded from a
+ * the same job at about twice the cost per key, and a cluster write remembers one key
+ * per sub-batch: some 250 per 1000-record request on every copy.) Keys loaded from a
  * snapshot arrive in the sender's order with their remaining lifetimes, so the order
  * holds there too; a key remembered again moves to the back.
  */
