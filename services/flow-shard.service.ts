@@ -27,23 +27,15 @@ function wrongOwner(partitions: number[], epoch: number | undefined): Errors.Mol
   return new Errors.MoleculerRetryableError(`Not the serving owner of partition(s) ${partitions.slice(0, 8).join(", ")}${partitions.length > 8 ? ", ..." : ""}`, 503, "WRONG_OWNER", { partitions, epoch });
 }
 
-/** A group of a write message refused on its own (its request's, not the message's): the error as data. */
+/**
+ * A group of a write message refused on its own (its request's, not the message's):
+ * the error as Moleculer's own plain form (its error regenerator), restored by the caller.
+ */
 export interface GroupRefusal {
-  error: { message: string; code: number; type: string; data?: unknown };
+  error: Errors.PlainMoleculerError;
 }
 /** flow-shard.apply answers one of these per group, in order. */
 export type GroupResult = ApplyResult | GroupRefusal;
-
-function refusalOf(err: unknown): GroupRefusal {
-  const e = err as Errors.MoleculerError;
-  return { error: { message: String(e?.message ?? err), code: typeof e?.code === "number" ? e.code : 500, type: e?.type ?? "UNKNOWN", data: e?.data } };
-}
-
-/** The error a refused group stands for, on the caller's side: 5xx are worth a retry. */
-export function refusalError(refusal: GroupRefusal): Errors.MoleculerError {
-  const { message, code, type, data } = refusal.error;
-  return code >= 500 ? new Errors.MoleculerRetryableError(message, code, type, data) : new Errors.MoleculerClientError(message, code, type, data);
-}
 
 interface Handoff {
   partition: number;
@@ -85,7 +77,7 @@ const FlowShardService: ServiceSchema = {
           if (refused.size > 0) {
             const wrong = [...new Set(group.filter((b) => refused.has(b.partition)).map((b) => b.partition))];
             if (wrong.length > 0) {
-              results[i] = refusalOf(wrongOwner(wrong, this.placement?.epoch));
+              results[i] = this.refusalOf(wrongOwner(wrong, this.placement?.epoch));
               continue;
             }
           }
@@ -97,7 +89,7 @@ const FlowShardService: ServiceSchema = {
             applied.push(i);
           } catch (err) {
             if (!(err instanceof SumOverflowError)) throw err;
-            results[i] = refusalOf(new Errors.MoleculerClientError(err.message, 422, "SUM_OVERFLOW", { flow: err.flow, field: err.field }));
+            results[i] = this.refusalOf(new Errors.MoleculerClientError(err.message, 422, "SUM_OVERFLOW", { flow: err.flow, field: err.field }));
           }
         }
         if (applied.length === 0) return { results };
@@ -111,7 +103,7 @@ const FlowShardService: ServiceSchema = {
             applied.map((i) => groups[i]),
           ).catch((err: unknown) => {
             this.metrics.flowmesh_replication_failures_total.increment();
-            for (const i of applied) results[i] = refusalOf(err);
+            for (const i of applied) results[i] = this.refusalOf(err as Error);
           });
         } finally {
           for (const i of applied) for (const b of groups[i]) inflight[b.partition]--;
@@ -143,7 +135,6 @@ const FlowShardService: ServiceSchema = {
     replicate: {
       visibility: "public",
       handler(ctx: Context<WriteMessage>) {
-        const total: ApplyResult = { applied: 0, duplicates: 0, records: 0 };
         for (const message of ctx.params.groups) {
           const now: SubBatch[] = [];
           for (const b of fromMessage(message)) {
@@ -152,12 +143,9 @@ const FlowShardService: ServiceSchema = {
             else if (this.holdsCopy(b.partition)) now.push(b);
             else throw wrongOwner([b.partition], this.placement?.epoch);
           }
-          const result: ApplyResult = this.store.apply(now);
-          total.applied += result.applied;
-          total.duplicates += result.duplicates;
-          total.records += result.records;
+          this.store.apply(now);
         }
-        return total;
+        return { groups: ctx.params.groups.length };
       },
     },
 
@@ -324,6 +312,11 @@ const FlowShardService: ServiceSchema = {
   },
 
   methods: {
+    /** A group's error as data, in the form Moleculer itself sends a thrown error in (restored by flows). */
+    refusalOf(err: Error): GroupRefusal {
+      return { error: this.broker.errorRegenerator!.extractPlainError(err) };
+    },
+
     /** The table lists this process (not an earlier one under the same node id) as an owner. */
     listedInTable(table: PlacementTable): boolean {
       return !this.broker.transit || table.incarnations[this.broker.nodeID] === this.incarnationOf(this.broker.nodeID);

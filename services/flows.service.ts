@@ -17,7 +17,7 @@ import { RenderedReadCache, filterKey, renderFlowRecords } from "../src/rendered
 import { readSettings } from "../src/settings";
 import { aggregateParams, ingestParams } from "../src/validation";
 import { WriteCoalescer } from "../src/write-coalescer";
-import { MESSAGE_BYTES, refusalError, type GroupResult } from "./flow-shard.service";
+import { MESSAGE_BYTES, type GroupResult } from "./flow-shard.service";
 
 // Param schemas are fixed when the service is defined: limits come from the environment.
 const limits = readSettings(process.env);
@@ -105,7 +105,7 @@ const FlowsService: ServiceSchema = {
                     failed.push(...group);
                   };
                   return writer.submit({ epoch: table.epoch, batches: group }, clustered ? messageBytes(group) : 0).then((result) => {
-                    if ("error" in result) refused(refusalError(result));
+                    if ("error" in result) refused(this.broker.errorRegenerator!.restore(result.error, { sender: nodeID }));
                     else applied.push([nodeID, group]);
                   }, refused);
                 }),
