@@ -11,6 +11,7 @@ COPY tsconfig.json tsconfig.build.json moleculer.config.ts ./
 COPY services ./services
 COPY mixins ./mixins
 COPY src ./src
+COPY bin ./bin
 COPY bench ./bench
 RUN npm run build
 

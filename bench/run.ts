@@ -7,7 +7,7 @@
  *   - "reference":  bench/reference-server.js, plain node:http + Map, one process;
  *   - "embedded":   Flowmesh's embedded node (moleculer-runner, dist/moleculer.config.js,
  *                   SERVICEDIR=dist/services, LOGLEVEL=warn);
- *   - "cluster-r1": a Flowmesh cluster with REPLICAS=1: `nats-server -a 127.0.0.1 -p PORT`
+ *   - "cluster-r1": a Flowmesh cluster with REPLICAS=1: `nats-server -a 127.0.0.1 -p PORT -js -sd TMPDIR`
  *                   (free port), then three shard nodes n1, n2, n3 (SERVICES=flow-shard), started
  *                   one after another (each one's INFO packet, listing flow-shard, seen on NATS
  *                   before the next starts), then one gateway node gw (SERVICES=api,flows,cluster).
@@ -613,6 +613,7 @@ class Cluster {
   /** NODEID -> now() when its first INFO packet listing the flow-shard service was seen on NATS. */
   readonly joinedAt = new Map<string, number>();
   private nats: Child | null = null;
+  private natsStore: string | null = null;
   private watcher: NatsConnection | null = null;
   private shardCounter = 0;
 
@@ -636,7 +637,9 @@ class Cluster {
   /** nats-server on a free port, then a passive subscriber that sees nodes announce themselves (INFO packets). */
   private async startNats(): Promise<void> {
     this.natsPort = await freePort();
-    this.nats = startProcess(`${this.label} nats`, NATS_SERVER, ["-a", "127.0.0.1", "-p", String(this.natsPort)], NATS_ENV, 0);
+    // JetStream holds the placement table (src/placement-store.ts); its store is this run's alone.
+    this.natsStore = fs.mkdtempSync(path.join(os.tmpdir(), "flowmesh-bench-nats-"));
+    this.nats = startProcess(`${this.label} nats`, NATS_SERVER, ["-a", "127.0.0.1", "-p", String(this.natsPort), "-js", "-sd", this.natsStore], NATS_ENV, 0);
     const deadline = Date.now() + 10_000;
     while (!(await canConnect(this.natsPort))) {
       if (this.nats.exited()) throw new Error(`${this.label}: nats-server exited at start (${NATS_SERVER})\n${this.nats.tail()}`);
@@ -745,6 +748,7 @@ class Cluster {
       this.watcher = null;
     }
     if (this.nats) await this.nats.stop();
+    if (this.natsStore) fs.rmSync(this.natsStore, { recursive: true, force: true });
   }
 }
 

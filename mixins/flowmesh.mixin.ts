@@ -1,36 +1,77 @@
 /**
  * Shared by Flowmesh's services: the settings, the placement table this node acts
- * on, and who the coordinator is.
+ * on, and where it comes from.
  *
  * In the embedded default (no transporter) the local node owns every partition from
- * the start. In a cluster the coordinator (the oldest live shard node) publishes each
- * new table as the `flowmesh.placement` event; a node keeps the table with the highest
- * epoch it has seen, and asks for it when it starts or when an owner refuses its work.
+ * the start, in a fixed table. In a cluster the table lives in the NATS JetStream
+ * key-value bucket of the namespace (src/placement-store.ts): one PlacementStore per
+ * node, shared by its services, follows it (watch, reads on demand, a poll as a safety
+ * net). Only the coordinator (the lease holder, services/flow-shard.service.ts)
+ * writes it, by compare-and-set.
  */
-import type { Context, ServiceSchema } from "moleculer";
-import { partitionsShort, placePartitions, type Owners } from "../src/placement";
+import type { ServiceBroker, ServiceSchema } from "moleculer";
+import { partitionsShort, placePartitions } from "../src/placement";
+import { LEASE_KEY, HISTORY, PlacementStore, bucketName, type KeyValue, type PlacementTable } from "../src/placement-store";
+import { SHARD_SERVICE } from "../src/protocol";
 import { readSettings, type FlowmeshSettings } from "../src/settings";
 import { metricsOf, offCollect, onCollect } from "./metrics";
 
-export interface PlacementTable {
-  /** Rises with every new table the coordinator publishes. */
-  epoch: number;
-  /** owners[p] = [primary, ...replicas]. */
-  owners: Owners;
-  /** Node that published it. */
-  coordinator: string;
-  /**
-   * Start time of each owner's process when the table was made: a node restarted under
-   * the same id is a new incarnation with none of the old one's state.
-   */
-  incarnations: Record<string, number>;
-}
-
-export const SHARD_SERVICE = "flow-shard";
-export const PLACEMENT_EVENT = "flowmesh.placement";
+export type { PlacementTable } from "../src/placement-store";
+export { SHARD_SERVICE } from "../src/protocol";
 
 export function settingsOf(broker: { options: object }): FlowmeshSettings {
   return (broker.options as { flowmesh?: FlowmeshSettings }).flowmesh ?? readSettings(process.env);
+}
+
+/** The nats 2.x client behind Moleculer's NATS transporter (the part used here). */
+export interface NatsClient {
+  jetstream(): { views: { kv(name: string, opts?: object): Promise<KeyValue> } };
+  flush(): Promise<void>;
+  publish(subject: string, data?: Uint8Array): void;
+  subscribe(subject: string, opts?: { callback?: (err: Error | null, msg: { data: Uint8Array }) => void }): { unsubscribe(): void };
+  status?: () => AsyncIterable<{ type: string }>;
+}
+
+export function natsClientOf(broker: ServiceBroker): NatsClient | null {
+  return (broker.transit as unknown as { tx?: { client?: NatsClient } } | undefined)?.tx?.client ?? null;
+}
+
+interface Shared {
+  store: PlacementStore;
+  kv: Promise<KeyValue> | null;
+}
+
+/** One placement store (and bucket handle) per node, whichever of its services asks first. */
+const shared = new WeakMap<object, Shared>();
+
+function sharedOf(broker: ServiceBroker, partitions: number): Shared {
+  let s = shared.get(broker);
+  if (!s) {
+    const initial: PlacementTable | null = broker.transit
+      ? null
+      : { epoch: 1, owners: placePartitions([broker.nodeID], partitions, 1), lost: [], coordinator: broker.nodeID, incarnations: {}, why: "embedded", at: Date.now() };
+    s = { store: new PlacementStore(initial), kv: null };
+    shared.set(broker, s);
+  }
+  return s;
+}
+
+/** The namespace's placement bucket (created on first use); attaches the node's store to it once. */
+export function placementBucketOf(broker: ServiceBroker): Promise<KeyValue> {
+  const s = sharedOf(broker, settingsOf(broker).partitions);
+  s.kv ??= (async () => {
+    const client = natsClientOf(broker);
+    if (client === null) throw new Error("placement needs the NATS transporter");
+    let kv: KeyValue;
+    try {
+      kv = await client.jetstream().views.kv(bucketName(broker.namespace), { history: HISTORY });
+    } catch (err) {
+      throw new Error(`cannot open the placement bucket (nats-server must run with JetStream: nats-server -js -sd DIR): ${(err as Error).message}`);
+    }
+    await s.store.attach(kv);
+    return kv;
+  })();
+  return s.kv;
 }
 
 /** Per node: the last placement epoch logged, and the table waiting to be logged. */
@@ -81,25 +122,20 @@ interface NodeInfo {
   metadata?: { startedAt?: number };
 }
 
+/** Partitions whose every owner is listed as lost: they wait (503) for one to return. */
+export function unavailablePartitions(table: PlacementTable): number[] {
+  if (table.lost.length === 0) return [];
+  const lost = new Set(table.lost);
+  const out: number[] = [];
+  table.owners.forEach((row, p) => {
+    if (row.length > 0 && row.every((n) => lost.has(n))) out.push(p);
+  });
+  return out;
+}
+
 const FlowmeshMixin: Partial<ServiceSchema> = {
-  events: {
-    [PLACEMENT_EVENT](ctx: Context<PlacementTable>) {
-      this.adoptPlacement(ctx.params);
-    },
-  },
-
   methods: {
-    /** Keep the table if it is newer than ours; true when adopted. */
-    adoptPlacement(table: PlacementTable): boolean {
-      const current: PlacementTable | null = this.placement;
-      if (current !== null && table.epoch <= current.epoch) return false;
-      this.placement = table;
-      if (typeof this.placementChanged === "function") this.placementChanged(table, current);
-      if (this.broker.transit) logAdopted(this as never);
-      return true;
-    },
-
-    /** Live shard nodes, oldest first (by start time, then id). */
+    /** Shard nodes Moleculer's registry lists as available (callable), by id. */
     shardNodes(): string[] {
       const registry = this.broker.registry as unknown as Registry;
       const withShard = new Set<string>(
@@ -108,10 +144,11 @@ const FlowmeshMixin: Partial<ServiceSchema> = {
           .filter((s) => s.name === SHARD_SERVICE)
           .map((s) => s.nodeID),
       );
-      const nodes = registry.getNodeList({ onlyAvailable: true, withServices: false }).filter((n) => withShard.has(n.id));
-      const started = (n: NodeInfo) => n.metadata?.startedAt ?? 0;
-      nodes.sort((a, b) => started(a) - started(b) || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
-      return nodes.map((n) => n.id);
+      return registry
+        .getNodeList({ onlyAvailable: true, withServices: false })
+        .filter((n) => withShard.has(n.id))
+        .map((n) => n.id)
+        .sort();
     },
 
     /** The start time a node announces (moleculer.config.ts metadata). */
@@ -126,62 +163,55 @@ const FlowmeshMixin: Partial<ServiceSchema> = {
       return this.broker.transit ? Math.min(this.flowmesh.replicas, Math.max(shardNodes, 1)) : 1;
     },
 
-    coordinatorID(): string | null {
+    /** The node holding the coordinator's lease, as the bucket says (null: none yet). */
+    async coordinatorID(): Promise<string | null> {
       if (!this.broker.transit) return this.broker.nodeID;
-      return this.shardNodes()[0] ?? null;
+      const kv: KeyValue = await placementBucketOf(this.broker);
+      const entry = await kv.get(LEASE_KEY);
+      return entry && entry.operation === "PUT" ? (entry.json<{ node: string }>().node ?? null) : null;
     },
 
-    /** Ask the shard nodes for their table; adopt the newest. */
+    /** Read the table from the bucket; adopt it if newer. */
     async refreshPlacement(): Promise<PlacementTable | null> {
       if (!this.broker.transit) return this.placement;
-      const nodes: string[] = this.shardNodes().filter((n: string) => n !== this.broker.nodeID);
-      const coordinator = this.coordinatorID();
-      // The coordinator's table is the newest there is; ask it first and the others only if it fails.
-      const order = coordinator && nodes.includes(coordinator) ? [coordinator, ...nodes.filter((n) => n !== coordinator)] : nodes;
-      for (const nodeID of order.slice(0, 3)) {
-        try {
-          const table = (await this.broker.call(`${SHARD_SERVICE}.placement`, {}, { nodeID, timeout: 2000 })) as PlacementTable | null;
-          if (table) {
-            this.adoptPlacement(table);
-            return this.placement;
-          }
-        } catch {
-          /* try the next node */
-        }
-      }
-      return this.placement;
+      await placementBucketOf(this.broker);
+      return (this.placementStore as PlacementStore).refresh();
     },
   },
 
   created() {
     this.flowmesh = settingsOf(this.broker);
-    this.placement = this.broker.transit
-      ? null
-      : ({ epoch: 1, owners: placePartitions([this.broker.nodeID], this.flowmesh.partitions, 1), coordinator: this.broker.nodeID, incarnations: {} } satisfies PlacementTable);
+    this.placementStore = sharedOf(this.broker, this.flowmesh.partitions).store;
+    // The node's one table, whichever service reads it.
+    Object.defineProperty(this, "placement", { get: () => (this.placementStore as PlacementStore).table, configurable: true });
   },
 
-  started() {
+  async started() {
     // Gauges of the table this node acts on, computed when /metrics is read (one collector per node).
     const m = metricsOf(this.broker, "placement");
     this.collectPlacement = () => {
       const shardNodes = this.broker.transit ? this.shardNodes().length : 1;
-      const short = this.placement ? partitionsShort(this.placement.owners, this.copiesWanted(shardNodes)) : null;
-      m.flowmesh_placement_epoch.set(this.placement?.epoch ?? 0);
+      const table: PlacementTable | null = this.placement;
+      const short = table ? partitionsShort(table.owners, this.copiesWanted(shardNodes)) : null;
+      m.flowmesh_placement_epoch.set(table?.epoch ?? 0);
       m.flowmesh_shard_nodes.set(shardNodes);
       m.flowmesh_partitions_without_primary.set(short ? short.withoutPrimary.length : this.flowmesh.partitions);
       m.flowmesh_partitions_under_replicated.set(short ? short.underReplicated.length : this.flowmesh.partitions);
+      m.flowmesh_partitions_unavailable.set(table ? unavailablePartitions(table).length : 0);
     };
     onCollect(this.broker, "placement", this.collectPlacement);
     if (!this.broker.transit) return;
-    // Safety net for a missed broadcast: tables are small and epochs tell which is newer.
+    this.stopLogging = (this.placementStore as PlacementStore).onChange(() => logAdopted(this as never));
+    await placementBucketOf(this.broker);
+    // Safety net for a watch that missed an update: a read of one key every 2 s.
     this.placementRefreshTimer = setInterval(() => this.refreshPlacement().catch(() => undefined), 2000);
     this.placementRefreshTimer.unref();
-    this.refreshPlacement().catch(() => undefined);
   },
 
   stopped() {
     offCollect(this.broker, "placement", this.collectPlacement);
     if (this.placementRefreshTimer) clearInterval(this.placementRefreshTimer);
+    this.stopLogging?.();
   },
 };
 

@@ -52,6 +52,7 @@ export const DEFINITIONS = {
     flowmesh_shard_nodes: { type: "gauge", help: "Live shard nodes this node sees" },
     flowmesh_partitions_without_primary: { type: "gauge", help: "Partitions without a primary in this node's table (writes to them get 503)" },
     flowmesh_partitions_under_replicated: { type: "gauge", help: "Partitions with fewer than R copies in this node's table" },
+    flowmesh_partitions_unavailable: { type: "gauge", help: "Partitions whose every copy is on nodes judged lost: they answer 503 until one returns (or an operator forces them empty)" },
   },
   /** Nodes running `flow-shard`. */
   shard: {
@@ -59,7 +60,8 @@ export const DEFINITIONS = {
     flowmesh_idempotency_hits_total: { type: "counter", help: "Sub-batches this node, as primary, skipped as already applied (a retry with the same key)" },
     flowmesh_partitions_owned: { type: "gauge", help: "Partitions placed on this node, by role", labels: { role: ROLES } },
     flowmesh_flows_held: { type: "gauge", help: "Flows held in this node's partitions, by role (replica includes copies being filled)", labels: { role: ROLES } },
-    flowmesh_coordinator: { type: "gauge", help: "1 on the node that currently decides placement, else 0" },
+    flowmesh_coordinator: { type: "gauge", help: "1 on the node that holds the coordinator's lease (decides placement), else 0" },
+    flowmesh_fenced: { type: "gauge", help: "1 while this node may not serve as primary (stalled, or no recent round trip to NATS), else 0" },
     flowmesh_handoffs_in_progress: { type: "gauge", help: "Partition copies this node is sending now" },
     flowmesh_handoffs_total: { type: "counter", help: "Partition copies (snapshot handoffs) this node sent, by result", labels: { result: ["done", "failed"] } },
     flowmesh_handoff_flows_total: { type: "counter", help: "Flows sent in this node's completed handoffs" },

@@ -2,9 +2,10 @@
  * cluster: what the cluster looks like right now (`cluster.status`, `cluster.ready`),
  * gathered from the placement table and every shard node's counts.
  */
-import { Errors, type Context, type ServiceSchema } from "moleculer";
-import FlowmeshMixin, { SHARD_SERVICE, type PlacementTable } from "../mixins/flowmesh.mixin";
+import type { Context, ServiceSchema } from "moleculer";
+import FlowmeshMixin, { unavailablePartitions, type PlacementTable } from "../mixins/flowmesh.mixin";
 import { partitionsShort, rolesOf } from "../src/placement";
+import { ShardActions, notReady } from "../src/protocol";
 
 interface ShardStats {
   nodeID: string;
@@ -26,7 +27,7 @@ const ClusterService: ServiceSchema = {
         const owners = table?.owners ?? [];
         const shardNodes: string[] = this.broker.transit ? this.shardNodes() : [this.broker.nodeID];
         const stats = (
-          await Promise.all(shardNodes.map((nodeID) => ctx.call<ShardStats, object>(`${SHARD_SERVICE}.stats`, {}, { nodeID, timeout: 1000 }).catch(() => null)))
+          await Promise.all(shardNodes.map((nodeID) => ctx.call<ShardStats, object>(ShardActions.stats, {}, { nodeID, timeout: 1000 }).catch(() => null)))
         ).filter((s): s is ShardStats => s !== null);
         const primaryFlows = new Map<number, number>();
         for (const s of stats) {
@@ -37,7 +38,7 @@ const ClusterService: ServiceSchema = {
           nodeID: this.broker.nodeID,
           namespace: this.broker.namespace,
           mode: this.broker.transit ? "cluster" : "embedded",
-          coordinator: this.coordinatorID(),
+          coordinator: await this.coordinatorID().catch(() => null),
           epoch: table?.epoch ?? 0,
           partitionCount: this.flowmesh.partitions,
           replicas,
@@ -51,18 +52,33 @@ const ClusterService: ServiceSchema = {
           })),
           partitions: owners.map((o, p) => ({ partition: p, primary: o[0] ?? null, replicas: o.slice(1), flows: primaryFlows.get(p) ?? 0 })),
           underReplicated: partitionsShort(owners, replicas).underReplicated,
+          // Judged lost by the coordinator, still listed as the only holders of some partitions.
+          lost: table?.lost ?? [],
+          unavailable: table ? unavailablePartitions(table) : [],
           handoffs: stats.flatMap((s) => s.handoffs.map((h) => ({ ...h, progress: h.chunks === 0 ? 1 : h.sent / h.chunks }))),
         };
       },
     },
 
-    /** Ready when this node has a placement in which every partition has a primary; 503 otherwise. */
+    /**
+     * Ready when this node has a placement in which every partition has a primary that
+     * is not judged lost; 503 otherwise (partitions waiting for a lost node say so).
+     */
     ready: {
       async handler() {
         const table: PlacementTable | null = this.placement ?? (await this.refreshPlacement());
-        const missing = table === null ? this.flowmesh.partitions : partitionsShort(table.owners, 1).withoutPrimary.length;
-        if (missing > 0) throw new Errors.MoleculerRetryableError(`${missing} partition(s) have no primary`, 503, "NOT_READY", { missing });
-        return { ready: true, epoch: table!.epoch };
+        if (table === null) throw notReady("No placement table yet", { missing: this.flowmesh.partitions });
+        const missing = partitionsShort(table.owners, 1).withoutPrimary.length;
+        if (missing > 0) throw notReady(`${missing} partition(s) have no primary`, { missing, epoch: table.epoch });
+        const unavailable = unavailablePartitions(table);
+        if (unavailable.length > 0) {
+          throw notReady(`${unavailable.length} partition(s) wait for lost node(s) ${table.lost.join(", ")}: every copy is there`, {
+            unavailable: unavailable.length,
+            lost: table.lost,
+            epoch: table.epoch,
+          });
+        }
+        return { ready: true, epoch: table.epoch };
       },
     },
   },

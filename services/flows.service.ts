@@ -7,8 +7,8 @@
  * refused part; sub-batches carry idempotency keys, so a retry never counts twice.
  */
 import { randomUUID } from "crypto";
-import { Errors, type Context, type ServiceSchema } from "moleculer";
-import FlowmeshMixin, { SHARD_SERVICE, type PlacementTable } from "../mixins/flowmesh.mixin";
+import type { Context, ServiceSchema } from "moleculer";
+import FlowmeshMixin, { unavailablePartitions, type PlacementTable } from "../mixins/flowmesh.mixin";
 import { metricsOf } from "../mixins/metrics";
 import { groupByPrimary, messageBytes, packMessages, partitionsByPrimary, splitByPartition, splitOversized, toMessage, type FlowRecord } from "../src/batching";
 import { toFlowRecords, type FlowFilter } from "../src/flow-key";
@@ -17,7 +17,7 @@ import { RenderedReadCache, filterKey, renderFlowRecords } from "../src/rendered
 import { readSettings } from "../src/settings";
 import { aggregateParams, ingestParams } from "../src/validation";
 import { WriteCoalescer } from "../src/write-coalescer";
-import { MESSAGE_BYTES, type GroupResult } from "./flow-shard.service";
+import { MESSAGE_BYTES, ShardActions, isFinal, noPrimary, partitionUnavailable, type GroupResult, type ReadPage } from "../src/protocol";
 
 // Param schemas are fixed when the service is defined: limits come from the environment.
 const limits = readSettings(process.env);
@@ -30,28 +30,15 @@ interface WriteGroup {
   batches: SubBatch[];
 }
 
-function noPrimary(partitions: number, cause?: string): Errors.MoleculerRetryableError {
-  return new Errors.MoleculerRetryableError(
-    `No reachable primary for ${partitions} partition(s); retry shortly${cause ? ` (${cause})` : ""}`,
-    503,
-    "NO_PRIMARY",
-    { partitions },
-  );
-}
-
 /**
- * Bad input or a refused sum: retrying cannot help. Everything else (an owner that
- * moved, a node that is gone or slow, a timeout) is worth another try.
+ * Partitions of the list that wait for a lost node (every copy is on nodes judged
+ * lost): the request gets 503 at once rather than after the retry window.
  */
-function isFinal(err: unknown): boolean {
-  const e = err as Errors.MoleculerError;
-  return e?.name === "ValidationError" || e?.type === "SUM_OVERFLOW";
-}
-
-interface ReadPage {
-  run: FlowRun | null;
-  cursor: string | null;
-  version: number;
+function refuseUnavailable(table: PlacementTable, partitions: Iterable<number>): void {
+  if (table.lost.length === 0) return;
+  const unavailable = new Set(unavailablePartitions(table));
+  const hit = [...new Set(partitions)].filter((p) => unavailable.has(p));
+  if (hit.length > 0) throw partitionUnavailable(hit, table.lost);
 }
 
 /** One owner's answer to a read: its flows, or null when unchanged since knownVersion. */
@@ -89,6 +76,10 @@ const FlowsService: ServiceSchema = {
         let refusal: unknown = null;
         await this.withRetries(batches.length, async (table: PlacementTable, pending: SubBatch[] | null) => {
           const todo = pending ?? batches;
+          refuseUnavailable(
+            table,
+            todo.map((b) => b.partition),
+          );
           const failed: SubBatch[] = [];
           let cause = "";
           await Promise.all(
@@ -135,6 +126,7 @@ const FlowsService: ServiceSchema = {
         let runs: FlowRun[] = [];
         let version = "";
         await this.withRetries(this.flowmesh.partitions, async (table: PlacementTable) => {
+          refuseUnavailable(table, table.owners.keys());
           const byNode = partitionsByPrimary(table.owners);
           if (byNode.has(undefined)) return { pending: null, cause: "unplaced partitions" };
           const known: ReadVersions | undefined = render ? this.readVersions.get(cacheKey) : undefined;
@@ -198,7 +190,7 @@ const FlowsService: ServiceSchema = {
           this.metrics.flowmesh_write_groups_total.increment(null, groups.length);
           let epoch = 0;
           for (const g of groups) epoch = Math.max(epoch, g.epoch);
-          const answer = (await this.broker.call(`${SHARD_SERVICE}.apply`, { epoch, groups: groups.map((g) => toMessage(g.batches)) }, { nodeID })) as { results: GroupResult[] };
+          const answer = (await this.broker.call(ShardActions.apply, { epoch, groups: groups.map((g) => toMessage(g.batches)) }, { nodeID })) as { results: GroupResult[] };
           return answer.results;
         };
         writer = new WriteCoalescer<WriteGroup, GroupResult>(send, { maxInFlight: this.flowmesh.writesInFlight, maxBytes: MESSAGE_BYTES });
@@ -238,7 +230,7 @@ const FlowsService: ServiceSchema = {
     async revertApplied(ctx: Context, applied: [string, SubBatch[]][]): Promise<void> {
       await Promise.all(
         applied.map(([nodeID, batches]) =>
-          ctx.call(`${SHARD_SERVICE}.revert`, { groups: [toMessage(batches)] }, { nodeID }).catch((err: Error) => {
+          ctx.call(ShardActions.revert, { groups: [toMessage(batches)] }, { nodeID }).catch((err: Error) => {
             this.logger.error(`Could not undo a refused write on ${nodeID}: ${err.message}`);
           }),
         ),
@@ -251,12 +243,12 @@ const FlowsService: ServiceSchema = {
       nodeID: string,
       params: { epoch: number; hour: number; filter: FlowFilter; partitions: number[]; knownVersion?: number },
     ): Promise<NodeRead> {
-      let page = (await ctx.call(`${SHARD_SERVICE}.read`, params, { nodeID })) as ReadPage;
+      let page = (await ctx.call(ShardActions.read, params, { nodeID })) as ReadPage;
       const version = page.version;
       if (page.run === null || page.cursor === null) return { run: page.run, version };
       const run: FlowRun = { keys: page.run.keys, tx: page.run.tx, rx: page.run.rx };
       while (page.cursor !== null) {
-        page = (await ctx.call(`${SHARD_SERVICE}.readMore`, { cursor: page.cursor }, { nodeID })) as ReadPage;
+        page = (await ctx.call(ShardActions.readMore, { cursor: page.cursor }, { nodeID })) as ReadPage;
         const more = page.run as FlowRun;
         for (let i = 0; i < more.keys.length; i++) {
           run.keys.push(more.keys[i]);

@@ -36,11 +36,6 @@ export function planTransition(current: Owners, target: Owners): PartitionChange
   return changes;
 }
 
-/** The owners without the given (dead) nodes: a replica that survives becomes primary. */
-export function withoutNodes(owners: Owners, gone: ReadonlySet<string>): Owners {
-  return owners.map((o) => (o.some((n) => gone.has(n)) ? o.filter((n) => !gone.has(n)) : o));
-}
-
 /** Nodes that own anything in the table. */
 export function ownerNodes(owners: Owners): Set<string> {
   const nodes = new Set<string>();

@@ -30,7 +30,7 @@ describeWithNats("NATS outage", () => {
     // Longer than the heartbeat timeout: every node's registry has expired every peer by now.
     await sleep(4000);
 
-    cluster.nats = await startNats(cluster.nats.port);
+    cluster.nats = await startNats(cluster.nats.port, cluster.nats.storeDir);
     // The agent retries the refused batch with the same key until it is acknowledged.
     await waitFor(
       "a write after NATS returns",

@@ -3,7 +3,9 @@
  * runs it) and nats-server, all on 127.0.0.1 with ephemeral ports.
  */
 import { spawn, spawnSync, type ChildProcess } from "child_process";
+import * as fs from "fs";
 import { createServer } from "net";
+import * as os from "os";
 import * as path from "path";
 
 export const ROOT = path.resolve(__dirname, "../..");
@@ -43,8 +45,12 @@ export interface NodeProcess {
   url: string;
   child: ChildProcess;
   output: () => string;
-  /** SIGTERM (graceful) or SIGKILL; resolves when the process has exited. */
+  /** SIGTERM (graceful) or SIGKILL; resolves when the process has exited. Works on a paused process too. */
   stop(signal?: NodeJS.Signals): Promise<void>;
+  /** SIGSTOP: the process freezes (no heartbeats, no answers; its sockets still accept) until resume(). */
+  pause(): void;
+  /** SIGCONT. */
+  resume(): void;
 }
 
 const running = new Set<ChildProcess>();
@@ -68,6 +74,8 @@ function stopper(child: ChildProcess) {
     new Promise<void>((resolve) => {
       if (child.exitCode !== null || child.signalCode !== null) return resolve();
       child.once("exit", () => resolve());
+      // A paused (SIGSTOPped) process keeps every signal but SIGKILL pending until it continues.
+      if (signal !== "SIGKILL") child.kill("SIGCONT");
       child.kill(signal);
     });
 }
@@ -83,7 +91,16 @@ export async function startNode(env: Record<string, string> = {}): Promise<NodeP
   });
   const output = track(child);
   const url = `http://127.0.0.1:${port}`;
-  const node: NodeProcess = { nodeID, port, url, child, output, stop: stopper(child) };
+  const node: NodeProcess = {
+    nodeID,
+    port,
+    url,
+    child,
+    output,
+    stop: stopper(child),
+    pause: () => child.kill("SIGSTOP"),
+    resume: () => child.kill("SIGCONT"),
+  };
   await waitFor(`node ${nodeID} /health`, async () => {
     if (child.exitCode !== null) throw new Error(`node ${nodeID} exited: ${output()}`);
     return (await fetch(`${url}/health`)).ok;
@@ -100,20 +117,28 @@ export function natsServerPath(): string | null {
 export interface NatsProcess {
   url: string;
   port: number;
+  /** JetStream's store directory: `startNats(old.port, old.storeDir)` restarts the same server. */
+  storeDir: string;
+  /** SIGTERM; resolves when it has exited. */
   stop(): Promise<void>;
+  /** SIGKILL (a crash); resolves when it has exited. */
+  kill(): Promise<void>;
 }
 
-export async function startNats(port?: number): Promise<NatsProcess> {
+/** nats-server with JetStream, on a free port and a fresh store directory unless given (a restart). */
+export async function startNats(port?: number, storeDir?: string): Promise<NatsProcess> {
   const bin = natsServerPath();
   if (!bin) throw new Error("nats-server not found: apt-get install -y nats-server");
   const p = port ?? (await freePort());
-  const child = spawn(bin, ["-a", "127.0.0.1", "-p", String(p)], { stdio: ["ignore", "pipe", "pipe"] });
+  const store = storeDir ?? fs.mkdtempSync(path.join(os.tmpdir(), "flowmesh-nats-"));
+  const child = spawn(bin, ["-a", "127.0.0.1", "-p", String(p), "-js", "-sd", store], { stdio: ["ignore", "pipe", "pipe"] });
   const output = track(child);
   await waitFor("nats-server", async () => {
     if (child.exitCode !== null) throw new Error(`nats-server exited: ${output()}`);
     return output().includes("Server is ready");
   });
-  return { url: `nats://127.0.0.1:${p}`, port: p, stop: () => stopper(child)("SIGTERM") };
+  const stop = stopper(child);
+  return { url: `nats://127.0.0.1:${p}`, port: p, storeDir: store, stop: () => stop("SIGTERM"), kill: () => stop("SIGKILL") };
 }
 
 /** describe, or describe.skip with the install command when nats-server is missing (a failure under CI). */
@@ -158,6 +183,7 @@ export async function startCluster(n: number, env: Record<string, string> = {}):
     async stop() {
       await Promise.all(nodes.map((x) => x.stop("SIGKILL")));
       await cluster.nats.stop(); // the current one: a test may have replaced it
+      for (const dir of new Set([nats.storeDir, cluster.nats.storeDir])) fs.rmSync(dir, { recursive: true, force: true });
     },
   };
   for (let i = 1; i <= n; i++) {

@@ -1,0 +1,152 @@
+/**
+ * The shard protocol's vocabulary, in one place (as Moleculer keeps its packets and
+ * errors): the action names the services call each other by, the shapes of their
+ * messages, and the errors they answer with. The errors are Moleculer's own classes,
+ * so they cross NATS and reach moleculer-web with their code, type and data intact;
+ * this is the only module under src/ that names Moleculer, and it holds no logic.
+ */
+import { Errors } from "moleculer";
+import type { SubBatchMessage } from "./batching";
+import type { FlowFilter } from "./flow-key";
+import type { ApplyResult, FlowRun, SnapshotChunk } from "./partition-store";
+
+export const SHARD_SERVICE = "flow-shard";
+
+/** `flow-shard.<action>`: called with `{ nodeID }`, never balanced. */
+export const ShardActions = {
+  apply: `${SHARD_SERVICE}.apply`,
+  replicate: `${SHARD_SERVICE}.replicate`,
+  revert: `${SHARD_SERVICE}.revert`,
+  prepareCopy: `${SHARD_SERVICE}.prepareCopy`,
+  loadChunk: `${SHARD_SERVICE}.loadChunk`,
+  addCopy: `${SHARD_SERVICE}.addCopy`,
+  release: `${SHARD_SERVICE}.release`,
+  read: `${SHARD_SERVICE}.read`,
+  readMore: `${SHARD_SERVICE}.readMore`,
+  stats: `${SHARD_SERVICE}.stats`,
+  leave: `${SHARD_SERVICE}.leave`,
+  forceEmpty: `${SHARD_SERVICE}.forceEmpty`,
+} as const;
+
+/** Under NATS's default 1 MB payload limit, with room for Moleculer's envelope. */
+export const MESSAGE_BYTES = 512 * 1024;
+
+/** Gateway -> primary: groups of one or more requests, placed by the table of `epoch`. */
+export interface ApplyParams {
+  epoch: number;
+  groups: SubBatchMessage[];
+}
+
+/** Primary -> copy: the applied groups, stamped with the epoch of the primary's table. */
+export interface ReplicateParams {
+  epoch: number;
+  groups: SubBatchMessage[];
+}
+
+export interface RevertParams {
+  groups: SubBatchMessage[];
+  copy?: boolean;
+}
+
+export interface ReadParams {
+  epoch: number;
+  hour: number;
+  filter: FlowFilter;
+  partitions: number[];
+  knownVersion?: number;
+}
+
+export interface ReadPage {
+  run: FlowRun | null;
+  cursor: string | null;
+  version: number;
+  unchanged?: boolean;
+}
+
+export interface LoadChunkParams {
+  chunk: SnapshotChunk;
+  last: boolean;
+}
+
+/**
+ * A group of a write message refused on its own (its request's, not the message's):
+ * the error as Moleculer's own plain form (its error regenerator), restored by the caller.
+ */
+export interface GroupRefusal {
+  error: Errors.PlainMoleculerError;
+}
+/** flow-shard.apply answers one of these per group, in order. */
+export type GroupResult = ApplyResult | GroupRefusal;
+
+/** Error types (`type` of the error JSON). */
+export const ErrorTypes = {
+  /** This node is not the serving owner of the partition in the newest table it knows. */
+  wrongOwner: "WRONG_OWNER",
+  /** The caller's table is newer than this node's: it re-reads the store first. */
+  staleTable: "STALE_TABLE",
+  /** This node cannot tell that its view is current (a stall, or NATS lost): it re-reads first. */
+  fenced: "FENCED",
+  /** Every copy of the partition is on nodes judged lost: it waits for one to return. */
+  partitionUnavailable: "PARTITION_UNAVAILABLE",
+  noPrimary: "NO_PRIMARY",
+  sumOverflow: "SUM_OVERFLOW",
+  notLoading: "NOT_LOADING",
+  cursorExpired: "CURSOR_EXPIRED",
+  notReady: "NOT_READY",
+  notCoordinator: "NOT_COORDINATOR",
+} as const;
+
+function listed(partitions: number[]): string {
+  return partitions.slice(0, 8).join(", ") + (partitions.length > 8 ? ", ..." : "");
+}
+
+export function wrongOwner(partitions: number[], epoch: number | undefined): Errors.MoleculerRetryableError {
+  return new Errors.MoleculerRetryableError(`Not the serving owner of partition(s) ${listed(partitions)}`, 503, ErrorTypes.wrongOwner, { partitions, epoch });
+}
+
+export function staleTable(mine: number, theirs: number): Errors.MoleculerRetryableError {
+  return new Errors.MoleculerRetryableError(`Placement epoch ${theirs} is newer than this node's ${mine}: re-reading`, 503, ErrorTypes.staleTable, { epoch: mine, asked: theirs });
+}
+
+export function fenced(why: string): Errors.MoleculerRetryableError {
+  return new Errors.MoleculerRetryableError(`Not serving until placement is re-read (${why})`, 503, ErrorTypes.fenced, { why });
+}
+
+export function partitionUnavailable(partitions: number[], lost: string[]): Errors.MoleculerRetryableError {
+  return new Errors.MoleculerRetryableError(
+    `Partition(s) ${listed(partitions)} wait for a lost node to return (${lost.join(", ")}); every copy is there`,
+    503,
+    ErrorTypes.partitionUnavailable,
+    { partitions, lost },
+  );
+}
+
+export function noPrimary(partitions: number, cause?: string): Errors.MoleculerRetryableError {
+  return new Errors.MoleculerRetryableError(`No reachable primary for ${partitions} partition(s); retry shortly${cause ? ` (${cause})` : ""}`, 503, ErrorTypes.noPrimary, { partitions });
+}
+
+export function sumOverflow(message: string, data: object): Errors.MoleculerClientError {
+  return new Errors.MoleculerClientError(message, 422, ErrorTypes.sumOverflow, data);
+}
+
+export function notLoading(partition: number): Errors.MoleculerError {
+  return new Errors.MoleculerError(`Partition ${partition} is not being loaded here`, 409, ErrorTypes.notLoading);
+}
+
+export function cursorExpired(): Errors.MoleculerRetryableError {
+  return new Errors.MoleculerRetryableError("Read cursor expired", 503, ErrorTypes.cursorExpired);
+}
+
+export function notReady(message: string, data: object): Errors.MoleculerRetryableError {
+  return new Errors.MoleculerRetryableError(message, 503, ErrorTypes.notReady, data);
+}
+
+export function notCoordinator(coordinator: string | null): Errors.MoleculerRetryableError {
+  return new Errors.MoleculerRetryableError(`Not the coordinator (ask ${coordinator ?? "nobody holds the lease yet"})`, 503, ErrorTypes.notCoordinator, { coordinator });
+}
+
+/** Bad input or a refused sum: retrying cannot help. Everything else is worth another try. */
+export function isFinal(err: unknown): boolean {
+  const e = err as Errors.MoleculerError;
+  return e?.name === "ValidationError" || e?.type === ErrorTypes.sumOverflow;
+}
