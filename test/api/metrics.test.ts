@@ -42,6 +42,7 @@ describe("GET /metrics (embedded)", () => {
       [
         "flowmesh_applied_records_total",
         "flowmesh_coordinator",
+        "flowmesh_fenced",
         "flowmesh_flows_held",
         "flowmesh_handoff_flows_total",
         "flowmesh_handoffs_in_progress",
@@ -50,6 +51,7 @@ describe("GET /metrics (embedded)", () => {
         "flowmesh_ingested_batches_total",
         "flowmesh_ingested_records_total",
         "flowmesh_partitions_owned",
+        "flowmesh_partitions_unavailable",
         "flowmesh_partitions_under_replicated",
         "flowmesh_partitions_without_primary",
         "flowmesh_placement_epoch",

@@ -121,7 +121,8 @@ describeWithNats("nodes leave by SIGTERM under load (R = 2)", () => {
     expect(writer.staleReads).toEqual([]);
     await expectLedger(cluster, hours, [...pre, ...writer.ledger]);
     const s = await status(cluster.urls()[0]);
-    expect(s.coordinator).toBe("n3");
+    // The coordinator's lease passed to a node that stayed.
+    expect(["n3", "n4"]).toContain(s.coordinator);
     expect(new Set(owners(s).flat())).toEqual(new Set(["n2", "n3", "n4"]));
     expect(owners(s).every((o) => o.length === 2)).toBe(true);
   }, 240000);

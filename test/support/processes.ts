@@ -159,6 +159,8 @@ export function describeWithNats(name: string, fn: () => void): void {
 
 export interface Cluster {
   nats: NatsProcess;
+  /** The Moleculer namespace its nodes share (and its placement bucket's name). */
+  namespace: string;
   nodes: NodeProcess[];
   urls(): string[];
   add(nodeID: string, env?: Record<string, string>): Promise<NodeProcess>;
@@ -170,9 +172,10 @@ export async function startCluster(n: number, env: Record<string, string> = {}):
   const nats = await startNats();
   const namespace = `test-${process.pid}-${Date.now()}`;
   const nodes: NodeProcess[] = [];
-  const base = { TRANSPORTER: nats.url, NAMESPACE: namespace, SETTLE_MS: "800", ...env };
+  const base = { TRANSPORTER: nats.url, NAMESPACE: namespace, ...env };
   const cluster: Cluster = {
     nats,
+    namespace,
     nodes,
     urls: () => nodes.filter((x) => x.child.exitCode === null && x.child.signalCode === null).map((x) => x.url),
     async add(nodeID, extra = {}) {
