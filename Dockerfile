@@ -32,6 +32,9 @@ ENV SERVICEDIR=dist/services \
     HOST=0.0.0.0 \
     PORT=3000
 
+# Where nodes keep their partitions (DATA_DIR; ./data, i.e. /app/data, by default):
+# writable by the unprivileged user, and a named volume takes this ownership.
+RUN mkdir -p /app/data /data && chown node:node /app/data /data
 USER node
 EXPOSE 3000
 

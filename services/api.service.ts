@@ -4,6 +4,7 @@
  * files (public/) are served as moleculer-web assets.
  */
 import { existsSync } from "fs";
+import { timingSafeEqual } from "crypto";
 import type { IncomingMessage, ServerResponse } from "http";
 import * as path from "path";
 import { gzip } from "zlib";
@@ -13,12 +14,20 @@ import { settingsOf } from "../mixins/flowmesh.mixin";
 import { metricsOf, reasonOf, type GroupMetrics } from "../mixins/metrics";
 import { PROMETHEUS_CONTENT_TYPE, prometheusText } from "../mixins/prometheus.reporter";
 import { BodyError, readJsonBody } from "../src/json-body";
+import { adminRequired } from "../src/protocol";
 import { parseQueryInteger } from "../src/validation";
 
 type Req = IncomingMessage & { $params: Record<string, unknown>; query: Record<string, unknown>; body?: unknown };
 type Next = (err?: unknown) => void;
 
 const RECORD_FIELD = /^flows\[(\d+)\](?:\.(.+))?$/;
+
+/** `Authorization: Bearer <token>`, compared in constant time. */
+function bearerMatches(header: string | undefined, token: string): boolean {
+  const given = Buffer.from(header?.startsWith("Bearer ") ? header.slice(7) : "");
+  const want = Buffer.from(token);
+  return given.length === want.length && timingSafeEqual(given, want);
+}
 /**
  * The dashboard (public/ at the repository root): one level up from services/ (ts-node),
  * two from dist/services (the build, `npm start`, the Docker image).
@@ -60,6 +69,7 @@ const ApiService: ServiceSchema = {
         aliases: {
           "POST /flows": "flows.ingest",
           "GET /flows": "flows.aggregate",
+          "DELETE /flows": "flows.deleteBefore",
           "GET /cluster": "cluster.status",
           "GET /ready": "cluster.ready",
           "GET /health"(req: Req, res: ServerResponse) {
@@ -89,8 +99,13 @@ const ApiService: ServiceSchema = {
             );
           },
         ],
-        onBeforeCall(ctx: { meta: Record<string, unknown> }, _route: unknown, req: Req) {
-          if (req.method === "POST") {
+        onBeforeCall(this: { flowmesh: { adminToken: string | null } }, ctx: { meta: Record<string, unknown> }, _route: unknown, req: Req) {
+          if (req.method === "DELETE") {
+            // An admin's action: only with ADMIN_TOKEN configured and presented.
+            const token = this.flowmesh.adminToken;
+            if (token === null || !bearerMatches(req.headers.authorization, token)) throw adminRequired(token !== null);
+            req.$params = { before: parseQueryInteger(req.query.before) };
+          } else if (req.method === "POST") {
             const key = req.headers["idempotency-key"];
             // A single object is a batch of one.
             const flows = Array.isArray(req.body) ? req.body : req.body !== null && typeof req.body === "object" ? [req.body] : req.body;

@@ -5,16 +5,19 @@
  * the coordinator's lease, its decision and the runner that carries it out are plain
  * modules under src/shard/, handed `send`, the clock and metrics from here.
  */
+import * as path from "path";
 import { performance } from "perf_hooks";
 import type { Context, ServiceSchema } from "moleculer";
 import FlowmeshMixin, { natsClientOf, placementBucketOf, type NatsClient, type PlacementTable } from "../mixins/flowmesh.mixin";
 import { metricsOf, offCollect, onCollect } from "../mixins/metrics";
 import { PartitionStore } from "../src/partition-store";
+import { oldestKeptHour } from "../src/settings";
 import { encodeJson, LEASE_KEY, type KeyValue, type PlacementStore } from "../src/placement-store";
 import { rolesOf } from "../src/placement";
 import {
   SHARD_SERVICE,
   ShardActions,
+  logUnwritable,
   notCoordinator,
   type ApplyParams,
   type GroupRefusal,
@@ -23,6 +26,7 @@ import {
   type ReplicateParams,
   type RevertParams,
 } from "../src/protocol";
+import { Journal } from "../src/durability/journal";
 import { CoordinatorRunner } from "../src/shard/coordinator-runner";
 import { Handoff } from "../src/shard/handoff";
 import { CoordinatorLease, type LeaseValue } from "../src/shard/lease";
@@ -122,6 +126,19 @@ const FlowShardService: ServiceSchema = {
       },
     },
 
+    /**
+     * Remove every hour before `before` from every partition held here, durably (DELETE
+     * /flows, and retention). Answers the flows removed from partitions it is primary of
+     * (so a gateway can add nodes up) and the hours removed.
+     */
+    trim: {
+      visibility: "public",
+      params: { before: { type: "number", integer: true, min: 0 } },
+      handler(ctx: Context<{ before: number }>) {
+        return this.trimBefore(ctx.params.before);
+      },
+    },
+
     /** Flow counts of the held partitions and handoffs this node is sending. */
     stats: {
       visibility: "public",
@@ -201,9 +218,29 @@ const FlowShardService: ServiceSchema = {
 
     /** A table was adopted: roles follow it, partitions this node no longer holds are dropped. */
     tableAdopted(table: PlacementTable) {
-      const dropped = (this.roles as PartitionRoles).adopt((p) => this.listing(table, p), Date.now());
-      for (const p of dropped) (this.store as PartitionStore).drop(p);
+      this.dropPartitions((this.roles as PartitionRoles).adopt((p) => this.listing(table, p), Date.now()));
       (this.handoff as Handoff).tableAdopted(table);
+    },
+
+    dropPartitions(partitions: number[]) {
+      for (const p of partitions) {
+        (this.store as PartitionStore).drop(p);
+        (this.journal as Journal | null)?.droppedPartition(p);
+      }
+    },
+
+    /**
+     * The data directory (DURABILITY sync or interval): recover what it holds before
+     * anything else touches the store. Its incarnation is the node's: a node restarted
+     * with the same directory is the same node, back with its copies.
+     */
+    openJournal(): Journal | null {
+      const { durability, dataDir, partitions } = this.flowmesh;
+      if (durability === "memory") return null;
+      const dir = path.resolve(dataDir ?? (this.broker.transit ? path.join("data", this.broker.nodeID) : "data"));
+      const journal = new Journal({ dir, mode: durability, partitions, store: this.store, log: this.logger });
+      this.logger.info(`Data directory ${dir} (DURABILITY=${durability})`);
+      return journal;
     },
 
     /** Why this node may not serve as primary now (null: it may). */
@@ -241,6 +278,30 @@ const FlowShardService: ServiceSchema = {
     reconcileSoon() {
       if (!(this.lease as CoordinatorLease | undefined)?.holds()) return;
       setImmediate(() => (this.runner as CoordinatorRunner).reconcile().catch((err: Error) => this.logger.warn("reconcile failed:", err.message)));
+    },
+
+    async trimBefore(before: number): Promise<{ flows: number; hours: number[] }> {
+      const journal = this.journal as Journal | null;
+      const unwritable = journal?.refusal();
+      if (unwritable) throw logUnwritable(unwritable);
+      const store = this.store as PartitionStore;
+      const roles = this.roles as PartitionRoles;
+      const partitions = [...store.partitions.keys()];
+      const removed = store.trimBefore(before, partitions, (p) => roles.servesAsPrimary(p));
+      if (removed.hours.length > 0) {
+        journal?.trimmed(before, partitions);
+        await journal?.durable();
+        this.logger.info(`Removed hours before ${before}: ${removed.hours.length} hour(s), ${removed.flows} flow(s) as primary`);
+      }
+      return removed;
+    },
+
+    /** RETENTION_HOURS: drop what has aged out (every copy does it on its own clock). */
+    applyRetention() {
+      const oldest = oldestKeptHour(this.flowmesh.retentionHours);
+      if (oldest === null) return;
+      const held = (this.store as PartitionStore).oldestHour();
+      if (held !== null && held < oldest) this.trimBefore(oldest).catch((err: Error) => this.logger.warn(`Retention: ${err.message}`));
     },
 
     /** Called on SIGTERM (mixins/graceful-leave.middleware.ts): hand every partition off first. */
@@ -339,6 +400,11 @@ const FlowShardService: ServiceSchema = {
     this.fenceMs = this.suspectMs / 2;
     this.store = new PartitionStore({ max: this.flowmesh.idempotencyMax, ttlMs: this.flowmesh.idempotencyTtlSeconds * 1000 });
     this.roles = new PartitionRoles(partitions);
+    this.journal = this.openJournal();
+    if (this.journal) {
+      this.incarnation = (this.journal as Journal).incarnation;
+      (this.roles as PartitionRoles).recovered((this.journal as Journal).recovered, Date.now());
+    }
     /** Cumulative, as primary: records applied (the ingest rate on /cluster) and sub-batches skipped as duplicates (/metrics). */
     this.ingested = { records: 0, duplicates: 0 };
     this.metrics = metricsOf(this.broker, "shard");
@@ -349,6 +415,7 @@ const FlowShardService: ServiceSchema = {
     this.handoff = new Handoff({
       me: this.broker.nodeID,
       store: this.store,
+      journal: this.journal,
       roles: this.roles,
       table,
       listing: (p) => this.listing(table(), p),
@@ -364,6 +431,7 @@ const FlowShardService: ServiceSchema = {
     });
     this.writePath = new WritePath({
       store: this.store,
+      journal: this.journal,
       roles: this.roles,
       table,
       fenceReason: () => this.fenceReason(),
@@ -425,12 +493,15 @@ const FlowShardService: ServiceSchema = {
     onCollect(this.broker, "shard", this.collectShard);
     this.tickTimer = setInterval(() => {
       const now = Date.now();
-      const dropped = (this.roles as PartitionRoles).expire(now, { abandonMs: ABANDON_MS, releaseMs: RELEASE_MS }, (p) => this.listing(this.placement, p));
-      for (const p of dropped) (this.store as PartitionStore).drop(p);
+      this.dropPartitions((this.roles as PartitionRoles).expire(now, { abandonMs: ABANDON_MS, releaseMs: RELEASE_MS }, (p) => this.listing(this.placement, p)));
       (this.handoff as Handoff).expire(now, ABANDON_MS);
       (this.readPath as ReadPath).expire(now);
     }, 1000);
     this.tickTimer.unref();
+    this.retentionTimer = setInterval(() => this.applyRetention(), 30_000);
+    this.retentionTimer.unref();
+    this.applyRetention();
+    (this.journal as Journal | null)?.start();
     if (!this.broker.transit) return;
     const client = natsClientOf(this.broker);
     if (client === null) throw new Error("flow-shard needs the NATS transporter's client");
@@ -438,13 +509,18 @@ const FlowShardService: ServiceSchema = {
     await this.startCoordination(client, kv);
   },
 
-  stopped() {
+  async stopped() {
     offCollect(this.broker, "shard", this.collectShard);
     clearInterval(this.tickTimer);
+    clearInterval(this.retentionTimer);
     clearInterval(this.beatTimer);
     clearInterval(this.leaseTimer);
     this.beatSub?.unsubscribe();
     this.stopFollowing?.();
+    // A checkpoint at a clean stop makes the next start read less log.
+    const journal = this.journal as Journal | null;
+    await journal?.checkpoint(true).catch((err: Error) => this.logger.warn(`Checkpoint at stop failed: ${err.message}`));
+    await journal?.close();
   },
 };
 

@@ -17,7 +17,8 @@ import { RenderedReadCache, filterKey, renderFlowRecords } from "../src/rendered
 import { readSettings } from "../src/settings";
 import { aggregateParams, ingestParams } from "../src/validation";
 import { WriteCoalescer } from "../src/write-coalescer";
-import { MESSAGE_BYTES, ShardActions, isFinal, noPrimary, partitionUnavailable, type GroupResult, type ReadPage } from "../src/protocol";
+import { MESSAGE_BYTES, ShardActions, hourExpired, isFinal, noPrimary, partitionUnavailable, type GroupResult, type ReadPage } from "../src/protocol";
+import { oldestKeptHour } from "../src/settings";
 
 // Param schemas are fixed when the service is defined: limits come from the environment.
 const limits = readSettings(process.env);
@@ -66,6 +67,11 @@ const FlowsService: ServiceSchema = {
       params: ingestParams(limits),
       async handler(ctx: Context<{ flows: FlowRecord[]; idempotencyKey?: string }>) {
         const { flows } = ctx.params;
+        const oldest = oldestKeptHour(this.flowmesh.retentionHours);
+        if (oldest !== null) {
+          const index = flows.findIndex((f) => f.hour < oldest);
+          if (index >= 0) throw hourExpired(index, flows[index].hour, oldest);
+        }
         const clustered = Boolean(this.broker.transit);
         // In a cluster every sub-batch carries a key, the client's or our own, so that our retries are exactly-once.
         const key = ctx.params.idempotencyKey ?? (clustered ? `flowmesh:${randomUUID()}` : undefined);
@@ -166,6 +172,31 @@ const FlowsService: ServiceSchema = {
         if (!render) return records;
         ctx.meta.$responseType = "application/json; charset=utf-8";
         return this.rendered.set(hour, filter, version, renderFlowRecords(records));
+      },
+    },
+
+    /**
+     * Remove every hour before `before`, on every shard node and every copy, durably
+     * (DELETE /flows?before=H, an admin's action). Answers what was removed.
+     */
+    deleteBefore: {
+      visibility: "published",
+      params: { before: { type: "number", integer: true, min: 0, max: Number.MAX_SAFE_INTEGER } },
+      async handler(ctx: Context<{ before: number }>) {
+        const { before } = ctx.params;
+        const nodes: string[] = this.broker.transit ? this.shardNodes() : [this.broker.nodeID];
+        const answers = await Promise.allSettled(nodes.map((nodeID) => ctx.call<{ flows: number; hours: number[] }, { before: number }>(ShardActions.trim, { before }, { nodeID })));
+        const failed = nodes.filter((_, i) => answers[i].status === "rejected");
+        if (failed.length > 0) throw noPrimary(0, `not every shard node removed the hours: ${failed.join(", ")}; repeat the request`);
+        let flows = 0;
+        const hours = new Set<number>();
+        for (const a of answers) {
+          if (a.status !== "fulfilled") continue;
+          flows += a.value.flows;
+          for (const h of a.value.hours) hours.add(h);
+        }
+        this.logger.warn(`DELETE before hour ${before}: ${flows} flow(s) in ${hours.size} hour(s) removed on ${nodes.length} shard node(s)`);
+        return { before, flows, hours: [...hours].sort((a, b) => a - b) };
       },
     },
   },

@@ -23,6 +23,9 @@ export interface SubBatch {
 }
 export const ENTRY_STRIDE = 4;
 
+/** A flow a revert removed: [partition, hour, key]. */
+export type RemovedFlow = [partition: number, hour: number, key: string];
+
 /** Sorted flows of one hour, columnar: keys ascending, sums at the same index. */
 export interface FlowRun {
   keys: string[];
@@ -316,17 +319,23 @@ export class PartitionStore {
     return p;
   }
 
-  apply(batches: SubBatch[]): ApplyResult {
+  /**
+   * `opts.now`: the clock for the idempotency window (a replayed log record passes its
+   * own time); `opts.replay`: the sub-batches were applied before (from the log), so
+   * none is a duplicate; `opts.applied` collects the sub-batches applied (not skipped).
+   */
+  apply(batches: SubBatch[], opts?: { now?: number; replay?: boolean; applied?: SubBatch[] }): ApplyResult {
     // Undo log, filled only as far as needed: the applied (partition-local) prefix of
     // each sub-batch, and the tables in which a slot was created, in creation order.
     const appliedBatches: SubBatch[] = [];
-    const created: { partition: Partition; table: HourTable; key: string; batch: SubBatch }[] = [];
+    const created: { partition: Partition; table: HourTable; hour: number; key: string; batch: SubBatch }[] = [];
     let duplicates = 0;
     const stamp = tick();
-    const now = Date.now();
+    const now = opts?.now ?? Date.now();
+    const checkDuplicates = opts?.replay !== true;
     for (const batch of batches) {
       const partition = this.partition(batch.partition);
-      if (batch.idempotencyKey !== undefined && partition.hasApplied(batch.idempotencyKey, now)) {
+      if (checkDuplicates && batch.idempotencyKey !== undefined && partition.hasApplied(batch.idempotencyKey, now)) {
         duplicates++;
         continue;
       }
@@ -345,7 +354,7 @@ export class PartitionStore {
         let slot = table!.find(key);
         if (slot < 0) {
           slot = table!.slotOf(key);
-          created.push({ partition, table: table!, key, batch });
+          created.push({ partition, table: table!, hour, key, batch });
         }
         const sums = table!.sums;
         const newTx = sums[2 * slot] + tx;
@@ -364,13 +373,14 @@ export class PartitionStore {
     }
     for (const c of created) {
       c.partition.flowCount++;
-      if (c.batch.idempotencyKey !== undefined) this.rememberCreation(c.batch, c.table, c.key);
+      if (c.batch.idempotencyKey !== undefined) this.rememberCreation(c.batch, c.table, c.hour, c.key);
     }
     let records = 0;
     for (const batch of appliedBatches) {
       records += batch.entries.length / ENTRY_STRIDE;
       if (batch.idempotencyKey !== undefined) this.partition(batch.partition).rememberApplied(batch.idempotencyKey, now);
     }
+    opts?.applied?.push(...appliedBatches);
     return { applied: appliedBatches.length, duplicates, records };
   }
 
@@ -379,30 +389,32 @@ export class PartitionStore {
    * again. Only the last RECENT_CREATIONS sub-batches: a revert follows its apply
    * within one request.
    */
-  private readonly creations = new Map<string, { table: HourTable; key: string }[]>();
+  private readonly creations = new Map<string, { table: HourTable; hour: number; key: string }[]>();
 
-  private rememberCreation(batch: SubBatch, table: HourTable, key: string): void {
+  private rememberCreation(batch: SubBatch, table: HourTable, hour: number, key: string): void {
     const id = `${batch.partition}\u0000${batch.idempotencyKey}`;
     let list = this.creations.get(id);
     if (list === undefined) {
       this.creations.set(id, (list = []));
       if (this.creations.size > RECENT_CREATIONS) this.creations.delete(this.creations.keys().next().value as string);
     }
-    list.push({ table, key });
+    list.push({ table, hour, key });
   }
 
   /**
    * Undo keyed sub-batches applied earlier (a cluster write refused by another owner
    * node for a sum past 2^53-1 must apply nothing anywhere): subtract their entries,
    * remove the flows they created if nothing else has added to them since, and forget
-   * their keys. A sub-batch this store never applied is skipped.
+   * their keys. A sub-batch this store never applied is skipped; `undone` collects the
+   * others (for the log). `now`: the idempotency window's clock (a replayed record's own).
    */
-  revert(batches: SubBatch[]): number {
+  revert(batches: SubBatch[], now = Date.now(), undone?: SubBatch[], removed?: RemovedFlow[]): number {
     let reverted = 0;
     for (const batch of batches) {
       const partition = this.partitions.get(batch.partition);
       const key = batch.idempotencyKey;
-      if (partition === undefined || key === undefined || !partition.hasApplied(key)) continue;
+      if (partition === undefined || key === undefined || !partition.hasApplied(key, now)) continue;
+      undone?.push(batch);
       const e = batch.entries;
       for (let i = 0; i < e.length; i += ENTRY_STRIDE) {
         const table = partition.hours.get(e[i + 1] as number);
@@ -418,6 +430,7 @@ export class PartitionStore {
         if (slot >= 0 && c.table.tx(slot) === 0 && c.table.rx(slot) === 0) {
           c.table.removeSlot(slot);
           partition.flowCount--;
+          removed?.push([batch.partition, c.hour, c.key]);
         }
       }
       this.creations.delete(id);
@@ -425,6 +438,24 @@ export class PartitionStore {
       reverted++;
     }
     return reverted;
+  }
+
+  /**
+   * Remove flows a revert removed (as the log recorded them), if they are still at zero:
+   * a replayed revert cannot know which flows the reverted request created once those
+   * were in a checkpoint.
+   */
+  removeEmpty(flows: RemovedFlow[]): void {
+    for (const [id, hour, key] of flows) {
+      const partition = this.partitions.get(id);
+      const table = partition?.hours.get(hour);
+      const slot = table === undefined ? -1 : table.find(key);
+      if (slot >= 0 && table!.tx(slot) === 0 && table!.rx(slot) === 0) {
+        table!.removeSlot(slot);
+        partition!.flowCount--;
+        table!.stamp = tick();
+      }
+    }
   }
 
   private undo(appliedBatches: SubBatch[], created: { partition: Partition; table: HourTable }[]): void {
@@ -606,6 +637,37 @@ export class PartitionStore {
       }
     }
     for (const [key, ttl] of chunk.dedupe) p.rememberFor(key, ttl);
+  }
+
+  /**
+   * Remove every hour before `hour` from the given partitions (all by default). Returns
+   * the flows removed where `counted(partition)` holds (a node counts its primaries,
+   * so a gateway can add up nodes) and the hours removed.
+   */
+  trimBefore(hour: number, partitionIds?: Iterable<number>, counted: (partition: number) => boolean = () => true): { flows: number; hours: number[] } {
+    let flows = 0;
+    const hours = new Set<number>();
+    for (const id of partitionIds ?? [...this.partitions.keys()]) {
+      const p = this.partitions.get(id);
+      if (p === undefined) continue;
+      for (const [h, table] of p.hours) {
+        if (h >= hour) continue;
+        p.hours.delete(h);
+        p.flowCount -= table.size;
+        if (counted(id)) flows += table.size;
+        hours.add(h);
+        this.views.delete(h);
+      }
+    }
+    if (hours.size > 0) this.dropStamp = tick();
+    return { flows, hours: [...hours].sort((a, b) => a - b) };
+  }
+
+  /** The oldest hour held (null: none). */
+  oldestHour(): number | null {
+    let oldest: number | null = null;
+    for (const p of this.partitions.values()) for (const h of p.hours.keys()) if (oldest === null || h < oldest) oldest = h;
+    return oldest;
   }
 
   drop(id: number): void {

@@ -26,6 +26,7 @@ export const ShardActions = {
   stats: `${SHARD_SERVICE}.stats`,
   leave: `${SHARD_SERVICE}.leave`,
   forceEmpty: `${SHARD_SERVICE}.forceEmpty`,
+  trim: `${SHARD_SERVICE}.trim`,
 } as const;
 
 /** Under NATS's default 1 MB payload limit, with room for Moleculer's envelope. */
@@ -94,6 +95,11 @@ export const ErrorTypes = {
   cursorExpired: "CURSOR_EXPIRED",
   notReady: "NOT_READY",
   notCoordinator: "NOT_COORDINATOR",
+  /** The node's write-ahead log cannot be written (a full disk): writes are refused, reads go on. */
+  logUnwritable: "LOG_UNWRITABLE",
+  /** A record for an hour older than RETENTION_HOURS keeps. */
+  hourExpired: "HOUR_EXPIRED",
+  adminRequired: "ADMIN_REQUIRED",
 } as const;
 
 function listed(partitions: number[]): string {
@@ -145,8 +151,31 @@ export function notCoordinator(coordinator: string | null): Errors.MoleculerRetr
   return new Errors.MoleculerRetryableError(`Not the coordinator (ask ${coordinator ?? "nobody holds the lease yet"})`, 503, ErrorTypes.notCoordinator, { coordinator });
 }
 
-/** Bad input or a refused sum: retrying cannot help. Everything else is worth another try. */
+export function hourExpired(index: number, hour: number, oldest: number): Errors.MoleculerClientError {
+  return new Errors.MoleculerClientError(
+    `Record ${index} is for hour ${hour}, older than the oldest hour kept (${oldest}, RETENTION_HOURS): nothing was applied`,
+    422,
+    ErrorTypes.hourExpired,
+    { index, hour, oldest },
+  );
+}
+
+export function adminRequired(configured: boolean): Errors.MoleculerClientError {
+  return configured
+    ? new Errors.MoleculerClientError("This needs the admin token: Authorization: Bearer <ADMIN_TOKEN>", 401, ErrorTypes.adminRequired)
+    : new Errors.MoleculerClientError("Disabled: set ADMIN_TOKEN on the gateway to allow it", 403, ErrorTypes.adminRequired);
+}
+
+export function logUnwritable(why: string): Errors.MoleculerRetryableError {
+  return new Errors.MoleculerRetryableError(`Writes refused: ${why}`, 503, ErrorTypes.logUnwritable, { why });
+}
+
+/**
+ * Answered to the client as it is, without retrying elsewhere: bad input or a refused
+ * sum (retrying cannot help), a disk that cannot take writes (the client's retry later
+ * can). Everything else is worth another try on a fresh table.
+ */
 export function isFinal(err: unknown): boolean {
   const e = err as Errors.MoleculerError;
-  return e?.name === "ValidationError" || e?.type === ErrorTypes.sumOverflow;
+  return e?.name === "ValidationError" || e?.type === ErrorTypes.sumOverflow || e?.type === ErrorTypes.logUnwritable;
 }

@@ -29,6 +29,34 @@ export interface FlowmeshSettings {
   metricsBuiltin: boolean;
   /** Write messages from a gateway to one shard node unanswered at a time (WRITES_IN_FLIGHT); writes meanwhile share the next. */
   writesInFlight: number;
+  /** Where a shard node keeps its partitions (DATA_DIR); null: ./data embedded, ./data/<NODEID> in a cluster. */
+  dataDir: string | null;
+  /** When a write is acknowledged (DURABILITY): on disk on every copy, written to the OS, or memory only. */
+  durability: Durability;
+  /** Hours kept (RETENTION_HOURS): older ones are dropped everywhere and refused; null keeps every hour. */
+  retentionHours: number | null;
+  /** Bearer token that DELETE /flows requires (ADMIN_TOKEN); null: DELETE /flows is refused. */
+  adminToken: string | null;
+}
+
+/** The hour now, as records count hours: whole hours since the Unix epoch. */
+export function currentHour(nowMs = Date.now()): number {
+  return Math.floor(nowMs / 3_600_000);
+}
+
+/** The oldest hour kept under RETENTION_HOURS (null: no retention). */
+export function oldestKeptHour(retentionHours: number | null, nowMs = Date.now()): number | null {
+  return retentionHours === null ? null : currentHour(nowMs) - retentionHours;
+}
+
+export const DURABILITY_MODES = ["sync", "interval", "memory"] as const;
+export type Durability = (typeof DURABILITY_MODES)[number];
+
+function oneOf<T extends string>(env: NodeJS.ProcessEnv, name: string, values: readonly T[], fallback: T): T {
+  const raw = env[name];
+  if (raw === undefined || raw === "") return fallback;
+  if ((values as readonly string[]).includes(raw)) return raw as T;
+  throw new Error(`${name} must be one of ${values.join(", ")}, got ${JSON.stringify(raw)}`);
 }
 
 function int(env: NodeJS.ProcessEnv, name: string, fallback: number, min: number): number {
@@ -64,5 +92,9 @@ export function readSettings(env: NodeJS.ProcessEnv = process.env): FlowmeshSett
     metricsPort: env.METRICS_PORT ? int(env, "METRICS_PORT", 0, 0) : null,
     metricsBuiltin: bool(env, "METRICS_BUILTIN", false),
     writesInFlight: int(env, "WRITES_IN_FLIGHT", 1, 1),
+    dataDir: env.DATA_DIR || null,
+    durability: oneOf(env, "DURABILITY", DURABILITY_MODES, "sync"),
+    retentionHours: env.RETENTION_HOURS ? int(env, "RETENTION_HOURS", 0, 1) : null,
+    adminToken: env.ADMIN_TOKEN || null,
   };
 }

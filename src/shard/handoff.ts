@@ -13,7 +13,7 @@
  * No Moleculer: `send` is handed in.
  */
 import { randomUUID } from "crypto";
-import type { PartitionStore, SnapshotChunk } from "../partition-store";
+import type { PartitionStore, SnapshotChunk, SubBatch } from "../partition-store";
 import type { PlacementTable } from "../placement-store";
 import { MESSAGE_BYTES, notLoading, wrongOwner, type LoadChunkParams } from "../protocol";
 import { Role, type Listing, type PartitionRoles } from "./partition-roles";
@@ -28,9 +28,18 @@ export interface HandoffProgress {
   startedAt: number;
 }
 
+/** Where a copy's arrival is logged (src/durability/journal.ts); absent with DURABILITY=memory. */
+export interface HandoffJournal {
+  droppedPartition(p: number): void;
+  loaded(chunk: SnapshotChunk, t: number): void;
+  applied(batches: SubBatch[], t: number): void;
+  durable(): Promise<void>;
+}
+
 export interface HandoffOptions {
   me: string;
   store: PartitionStore;
+  journal: HandoffJournal | null;
   roles: PartitionRoles;
   table(): PlacementTable | null;
   listing(p: number): Listing;
@@ -61,19 +70,29 @@ export class Handoff {
 
   prepareCopy(partition: number): { ok: true } {
     this.o.store.drop(partition);
+    this.o.journal?.droppedPartition(partition);
     this.o.store.partition(partition);
     this.o.roles.prepareCopy(partition, this.o.now());
     return { ok: true };
   }
 
-  loadChunk({ chunk, last }: LoadChunkParams): { flows: number } {
+  /** Each chunk is answered once it is durable: the copy is whole on disk before it can become an owner. */
+  async loadChunk({ chunk, last }: LoadChunkParams): Promise<{ flows: number }> {
     const p = chunk.partition;
     if (this.o.roles.role(p) !== Role.Loading) throw notLoading(p);
+    const journal = this.o.journal;
+    const now = Date.now();
     this.o.store.loadChunk(chunk);
+    journal?.loaded(chunk, now);
     if (last) {
       const queued = this.o.roles.loaded(p, this.o.now(), this.o.listing(p));
-      if (queued.length > 0) this.o.store.apply(queued);
+      if (queued.length > 0) {
+        const logged: SubBatch[] = [];
+        this.o.store.apply(queued, { now, applied: journal ? logged : undefined });
+        journal?.applied(logged, now);
+      }
     }
+    await journal?.durable();
     return { flows: this.o.store.partitions.get(p)?.flowCount ?? 0 };
   }
 

@@ -2,18 +2,19 @@
  * What this shard node is to each partition: one record per partition in a named
  * state, changed only by the transition functions below (unit-tested one by one).
  *
+ *   absent   --recovered-->    recovered (held from the data directory, not yet confirmed by a table)
  *   absent   --prepareCopy-->  loading   (a snapshot is arriving; forwarded writes queue)
  *   loading  --loaded------->  standby   (a full copy, not yet listed in the table)
  *   any listed state --adopt(table)--> primary | replica, as the table lists this node
  *   standby/loading stay while unlisted (the switch comes in a later table)
  *   primary  --release-->      released (stops serving; the switch follows)
  *   released --adopt(a table that no longer makes it primary)--> replica | absent
- *   primary/replica/released --adopt(table not listing it)--> absent (data dropped)
+ *   primary/replica/released/recovered --adopt(table not listing it)--> absent (data dropped)
  *   loading/standby --expire(abandoned)--> absent; released --expire--> as listed
  *     (a release whose switch never came: its coordinator died)
  *
- * Only `primary` serves reads and writes. Every state but `absent` accepts forwarded
- * writes (`loading` queues them): a copy applies what its primary sends even before it
+ * Only `primary` serves reads and writes. Every state but `absent` and `recovered`
+ * accepts forwarded writes (`loading` queues them): a copy applies what its primary sends even before it
  * has adopted the table that names that primary. No Moleculer, no clock of its own.
  */
 import type { SubBatch } from "../partition-store";
@@ -25,9 +26,10 @@ export enum Role {
   Replica = 3,
   Primary = 4,
   Released = 5,
+  Recovered = 6,
 }
 
-export const ROLE_NAMES = ["absent", "loading", "standby", "replica", "primary", "released"] as const;
+export const ROLE_NAMES = ["absent", "loading", "standby", "replica", "primary", "released", "recovered"] as const;
 
 /** This node's place in a table's row for a partition. */
 export type Listing = "primary" | "replica" | null;
@@ -57,7 +59,8 @@ export class PartitionRoles {
 
   /** Holds (or is receiving) a copy: forwarded writes are applied or queued. */
   acceptsForward(p: number): boolean {
-    return this.state[p] !== Role.Absent;
+    const s = this.state[p];
+    return s !== Role.Absent && s !== Role.Recovered;
   }
 
   /** Holds a complete copy it could snapshot from. */
@@ -79,6 +82,14 @@ export class PartitionRoles {
   }
 
   // ---- transitions ----
+
+  /** Partitions read back from the data directory at start: held, serving nothing until a table says what they are. */
+  recovered(partitions: number[], now: number): void {
+    for (const p of partitions) {
+      if (this.state[p] !== Role.Absent) throw new Error(`partition ${p}: recovered while ${this.name(p)}`);
+      this.set(p, Role.Recovered, now);
+    }
+  }
 
   /** A snapshot is about to arrive: start over as a loading copy (the caller drops the old data). */
   prepareCopy(p: number, now: number): void {
@@ -121,7 +132,7 @@ export class PartitionRoles {
         if (s !== Role.Primary) this.set(p, Role.Primary, now);
       } else if (l === "replica") {
         if (s !== Role.Replica) this.set(p, Role.Replica, now);
-      } else if (s === Role.Primary || s === Role.Replica || s === Role.Released) {
+      } else if (s === Role.Primary || s === Role.Replica || s === Role.Released || s === Role.Recovered) {
         this.set(p, Role.Absent, now);
         dropped.push(p);
       }

@@ -15,13 +15,22 @@
  * No Moleculer: `send`, the fence and the table are handed in.
  */
 import { fromMessage, toMessage } from "../batching";
-import { PartitionStore, SumOverflowError, type SubBatch } from "../partition-store";
+import { PartitionStore, SumOverflowError, type RemovedFlow, type SubBatch } from "../partition-store";
 import type { PlacementTable } from "../placement-store";
-import { fenced, staleTable, sumOverflow, wrongOwner, type ApplyParams, type GroupRefusal, type GroupResult, type ReplicateParams, type RevertParams } from "../protocol";
+import { fenced, logUnwritable, staleTable, sumOverflow, wrongOwner, type ApplyParams, type GroupRefusal, type GroupResult, type ReplicateParams, type RevertParams } from "../protocol";
 import type { PartitionRoles } from "./partition-roles";
+
+/** Where applied changes are logged (src/durability/journal.ts); absent with DURABILITY=memory. */
+export interface WriteJournal {
+  refusal(): string | null;
+  applied(batches: SubBatch[], t: number): void;
+  reverted(batches: SubBatch[], removed: RemovedFlow[], t: number): void;
+  durable(): Promise<void>;
+}
 
 export interface WritePathOptions {
   store: PartitionStore;
+  journal: WriteJournal | null;
   roles: PartitionRoles;
   table(): PlacementTable | null;
   /** Why this node may not serve as primary right now, or null. */
@@ -67,9 +76,14 @@ export class WritePath {
     const partitions: number[] = [];
     for (const g of groups) for (const b of g) partitions.push(b.partition);
     const refused = new Set<number>(this.notServedAsPrimary(partitions, params.epoch));
+    const journal = this.o.journal;
+    const unwritable = journal?.refusal();
+    if (unwritable) throw logUnwritable(unwritable);
     const results: GroupResult[] = new Array(groups.length);
     const applied: number[] = [];
     const epoch = this.o.table()?.epoch;
+    const now = Date.now();
+    const logged: SubBatch[] = [];
     for (let i = 0; i < groups.length; i++) {
       const group = groups[i];
       if (refused.size > 0) {
@@ -80,7 +94,7 @@ export class WritePath {
         }
       }
       try {
-        const result = this.o.store.apply(group);
+        const result = this.o.store.apply(group, { now, applied: journal ? logged : undefined });
         this.o.counted.applied(result.records, result.duplicates);
         results[i] = result;
         applied.push(i);
@@ -89,20 +103,28 @@ export class WritePath {
         results[i] = this.o.refusalOf(sumOverflow(err.message, { flow: err.flow, field: err.field }));
       }
     }
-    if (applied.length === 0) return { results };
+    // Logged in the same turn as applied; answered only once on disk (a duplicate too: its first copy may still be on its way).
+    journal?.applied(logged, now);
+    if (applied.length === 0) {
+      await this.durable();
+      return { results };
+    }
     // Counted in the same turn as the ownership check: a release waits for these writes.
     const inflight = this.inflight;
     for (const i of applied) for (const b of groups[i]) inflight[b.partition]++;
     try {
       // Duplicates are forwarded too: a retry after a failed forward must reach the copies (they dedupe).
-      await this.toFollowers(
-        "replicate",
-        applied.map((i) => groups[i]),
-        epoch ?? 0,
-      ).catch((err: unknown) => {
-        this.o.counted.replicationFailed();
-        for (const i of applied) results[i] = this.o.refusalOf(err as Error);
-      });
+      await Promise.all([
+        this.toFollowers(
+          "replicate",
+          applied.map((i) => groups[i]),
+          epoch ?? 0,
+        ).catch((err: unknown) => {
+          this.o.counted.replicationFailed();
+          for (const i of applied) results[i] = this.o.refusalOf(err as Error);
+        }),
+        this.durable(),
+      ]);
     } finally {
       for (const i of applied) for (const b of groups[i]) inflight[b.partition]--;
     }
@@ -113,11 +135,15 @@ export class WritePath {
    * A copy's write path, group by group. A refusal fails the whole message: the
    * primary fails its groups, and their retries are recognised by key where applied.
    */
-  replicate(params: ReplicateParams, sender: string): { groups: number } {
+  async replicate(params: ReplicateParams, sender: string): Promise<{ groups: number }> {
     const table = this.o.table();
     const roles = this.o.roles;
+    const journal = this.o.journal;
+    const unwritable = journal?.refusal();
+    if (unwritable) throw logUnwritable(unwritable);
+    const now = Date.now();
     for (const message of params.groups) {
-      const now: SubBatch[] = [];
+      const ready: SubBatch[] = [];
       for (const b of fromMessage(message)) {
         const p = b.partition;
         if (!roles.acceptsForward(p)) throw wrongOwner([p], table?.epoch);
@@ -125,19 +151,37 @@ export class WritePath {
         if (table !== null && params.epoch < table.epoch && table.owners[p]?.[0] !== sender) throw wrongOwner([p], table.epoch);
         const queue = roles.queueOf(p);
         if (queue) queue.push(b);
-        else now.push(b);
+        else ready.push(b);
       }
-      this.o.store.apply(now);
+      const logged: SubBatch[] = [];
+      this.o.store.apply(ready, { now, applied: journal ? logged : undefined });
+      journal?.applied(logged, now);
     }
+    await this.durable();
     return { groups: params.groups.length };
   }
 
   /** Undo keyed sub-batches this node applied (a sum refused elsewhere), here and on every copy. */
   async revert(params: RevertParams): Promise<{ reverted: number }> {
     const batches = params.groups.flatMap(fromMessage);
-    const reverted = this.o.store.revert(batches);
-    if (!params.copy) await this.toFollowers("revert", [batches], this.o.table()?.epoch ?? 0);
+    const now = Date.now();
+    const undone: SubBatch[] = [];
+    const removed: RemovedFlow[] = [];
+    const reverted = this.o.store.revert(batches, now, undone, removed);
+    this.o.journal?.reverted(undone, removed, now);
+    await Promise.all([params.copy ? undefined : this.toFollowers("revert", [batches], this.o.table()?.epoch ?? 0), this.durable()]);
     return { reverted };
+  }
+
+  /** Everything logged so far is durable; a log that cannot be written refuses the write (503, final for the gateway). */
+  private async durable(): Promise<void> {
+    const journal = this.o.journal;
+    if (journal === null) return;
+    try {
+      await journal.durable();
+    } catch (err) {
+      throw logUnwritable(journal.refusal() ?? `the write-ahead log failed (${(err as Error).message})`);
+    }
   }
 
   /** Resolves when no write to the partition is under way here. */

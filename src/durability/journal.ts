@@ -1,0 +1,327 @@
+/**
+ * A node's durable state in its data directory: the partitions' checkpoints plus the
+ * write-ahead log of everything applied since (src/durability/wal.ts). Memory stays the
+ * serving store; every change to it (an applied group, a revert, a dropped partition, a
+ * loaded snapshot chunk) is appended to the log in the same turn, and a write is
+ * answered only once `durable()` says its record is on disk (as DURABILITY promises).
+ *
+ * Recovery, at start: every checkpoint, then the log records after each partition's
+ * checkpoint, in order (a replayed group keeps its own time, so the idempotency window
+ * comes back as it was). Checkpoints are taken partition by partition in the
+ * background; log segments every partition's checkpoint covers are deleted.
+ *
+ * The directory also holds `meta.json` (the partition count it was written with: another
+ * one is refused; and the node's durable identity, its incarnation, which survives a
+ * restart with the same directory) and a lock file naming the process that uses it.
+ *
+ * No Moleculer here.
+ */
+import * as fs from "fs";
+import * as path from "path";
+import type { PartitionStore, RemovedFlow, SnapshotChunk, SubBatch } from "../partition-store";
+import { loadCheckpoint, readCheckpoints, removeCheckpoint, takeCheckpoint, writeCheckpoint } from "./checkpoint";
+import { readLog, syncDir, Wal, type SyncMode } from "./wal";
+
+export interface JournalOptions {
+  dir: string;
+  mode: SyncMode;
+  partitions: number;
+  store: PartitionStore;
+  log: { info(msg: string): void; warn(msg: string): void };
+  /** A new log segment past this size (default 64 MiB). */
+  segmentBytes?: number;
+  /** Checkpoint changed partitions this often (default 60 s), or sooner once the log passes `checkpointBytes`. */
+  checkpointMs?: number;
+  checkpointBytes?: number;
+}
+
+/** One log record. */
+type Entry =
+  | { o: "apply"; t: number; b: SubBatch[] }
+  | { o: "revert"; t: number; b: SubBatch[]; rm: RemovedFlow[] }
+  | { o: "drop"; p: number }
+  | { o: "load"; t: number; c: SnapshotChunk }
+  | { o: "trim"; h: number; p: number[] };
+
+interface Meta {
+  format: 1;
+  partitions: number;
+  incarnation: number;
+  createdAt: string;
+}
+
+export class Journal {
+  readonly incarnation: number;
+  /** Partitions recovered from disk at start. */
+  readonly recovered: number[];
+  private readonly wal: Wal;
+  private readonly checkpointDir: string;
+  /** Per partition: LSN its checkpoint covers (-1: none), LSN of its last record, first record since it was (re)created. */
+  private readonly checkpointLsn: Float64Array;
+  private readonly lastLsn: Float64Array;
+  private readonly firstLsn: Float64Array;
+  private readonly dropped = new Set<number>();
+  private checkpointing = false;
+  private timer: NodeJS.Timeout | null = null;
+  private bytesSinceCheckpoint = 0;
+
+  constructor(private readonly o: JournalOptions) {
+    fs.mkdirSync(o.dir, { recursive: true });
+    lockDirectory(o.dir);
+    this.incarnation = readOrCreateMeta(o.dir, o.partitions).incarnation;
+    this.checkpointDir = path.join(o.dir, "checkpoints");
+    fs.mkdirSync(this.checkpointDir, { recursive: true });
+    const P = o.partitions;
+    this.checkpointLsn = new Float64Array(P).fill(-1);
+    this.lastLsn = new Float64Array(P).fill(-1);
+    this.firstLsn = new Float64Array(P).fill(-1);
+
+    const started = Date.now();
+    const now = Date.now();
+    for (const c of readCheckpoints(this.checkpointDir)) {
+      if (c.partition < 0 || c.partition >= P) continue;
+      loadCheckpoint(o.store, c, now);
+      this.checkpointLsn[c.partition] = c.lsn;
+    }
+    let records = 0;
+    const walDir = path.join(o.dir, "wal");
+    const nextLsn = readLog(walDir, (lsn, payload) => {
+      records++;
+      this.replay(lsn, JSON.parse(payload.toString("utf8")) as Entry);
+    }, o.log.warn);
+    this.wal = new Wal({ dir: walDir, mode: o.mode, nextLsn, segmentBytes: o.segmentBytes ?? 64 * 1024 * 1024, intervalMs: 1000, warn: o.log.warn });
+    this.recovered = [...o.store.partitions.keys()].sort((a, b) => a - b);
+    if (this.recovered.length > 0 || records > 0) {
+      o.log.info(`Recovered ${o.store.flowCount()} flows in ${this.recovered.length} partition(s) from ${o.dir} (checkpoints + ${records} log record(s)) in ${Date.now() - started} ms`);
+    }
+  }
+
+  /** Why writes must be refused now (the log cannot be written), or null. Asked before a write touches memory. */
+  refusal(): string | null {
+    const err = this.wal.failed;
+    return err === null ? null : `the write-ahead log cannot be written (${(err as NodeJS.ErrnoException).code ?? err.message}); reads go on, writes resume when it can`;
+  }
+
+  applied(batches: SubBatch[], t: number): void {
+    if (batches.length > 0) this.append({ o: "apply", t, b: batches }, batches);
+  }
+
+  /** `removed`: the flows the revert removed (created by the reverted request, back at zero). */
+  reverted(batches: SubBatch[], removed: RemovedFlow[], t: number): void {
+    if (batches.length > 0) this.append({ o: "revert", t, b: batches, rm: removed }, batches);
+  }
+
+  droppedPartition(p: number): void {
+    this.append({ o: "drop", p }, [{ partition: p }]);
+    this.firstLsn[p] = -1;
+    this.lastLsn[p] = -1;
+    this.dropped.add(p);
+  }
+
+  /** Every hour before `hour` was removed from these partitions (retention, DELETE /flows). */
+  trimmed(hour: number, partitions: number[]): void {
+    if (partitions.length > 0) this.append({ o: "trim", h: hour, p: partitions }, partitions.map((partition) => ({ partition })));
+  }
+
+  loaded(chunk: SnapshotChunk, t: number): void {
+    this.append({ o: "load", t, c: chunk }, [{ partition: chunk.partition }]);
+  }
+
+  /** Resolves once everything appended so far is durable. */
+  durable(): Promise<void> {
+    return this.wal.durable();
+  }
+
+  /** Checkpoint changed partitions every `checkpointMs` (and sooner when the log grows). */
+  start(): void {
+    const every = this.o.checkpointMs ?? 60_000;
+    this.timer = setInterval(() => void this.checkpoint().catch((err: Error) => this.o.log.warn(`Checkpoint failed: ${err.message}`)), Math.min(every, 5000));
+    this.timer.unref();
+  }
+
+  /**
+   * Write a checkpoint of every partition changed since its last one, one partition at a
+   * time, then delete what the log no longer needs. `force`: regardless of the schedule.
+   */
+  async checkpoint(force = false): Promise<{ partitions: number; segmentsDeleted: number }> {
+    const every = this.o.checkpointMs ?? 60_000;
+    const due = force || this.bytesSinceCheckpoint >= (this.o.checkpointBytes ?? 64 * 1024 * 1024) || Date.now() - this.lastRound >= every;
+    if (this.checkpointing || !due) return { partitions: 0, segmentsDeleted: 0 };
+    this.checkpointing = true;
+    this.lastRound = Date.now();
+    this.bytesSinceCheckpoint = 0;
+    let written = 0;
+    try {
+      for (const p of this.o.store.partitions.keys()) {
+        if (this.lastLsn[p] <= this.checkpointLsn[p]) continue;
+        // Synchronous: the copy and the LSN it covers are taken in the same turn.
+        const file = takeCheckpoint(this.o.store, p, this.wal.lastLsn, Date.now());
+        await writeCheckpoint(this.checkpointDir, file);
+        // Dropped while it was being written: its file must not outlive the drop.
+        if (!this.o.store.partitions.has(p)) removeCheckpoint(this.checkpointDir, p);
+        else this.checkpointLsn[p] = file.lsn;
+        written++;
+        await new Promise((r) => setImmediate(r));
+      }
+      // A dropped partition's checkpoint goes once its drop record is durable.
+      if (this.dropped.size > 0) {
+        await this.wal.durable();
+        for (const p of this.dropped) {
+          if (!this.o.store.partitions.has(p)) {
+            removeCheckpoint(this.checkpointDir, p);
+            this.checkpointLsn[p] = -1;
+          }
+        }
+        this.dropped.clear();
+        syncDir(this.checkpointDir);
+      }
+      return { partitions: written, segmentsDeleted: this.wal.deleteBefore(this.neededFrom()) };
+    } finally {
+      this.checkpointing = false;
+    }
+  }
+
+  private lastRound = Date.now();
+
+  /** Disk bytes: log segments and checkpoints. */
+  diskBytes(): { log: number; checkpoints: number } {
+    let checkpoints = 0;
+    for (const f of fs.readdirSync(this.checkpointDir)) checkpoints += fs.statSync(path.join(this.checkpointDir, f)).size;
+    return { log: this.wal.diskBytes(), checkpoints };
+  }
+
+  async close(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    await this.wal.close();
+    unlockDirectory(this.o.dir);
+  }
+
+  /** The first LSN recovery needs: before it, every hosted partition's records are in its checkpoint. */
+  private neededFrom(): number {
+    let need = this.wal.lastLsn + 1;
+    for (const p of this.o.store.partitions.keys()) {
+      const from = this.checkpointLsn[p] >= 0 ? this.checkpointLsn[p] + 1 : this.firstLsn[p];
+      if (from >= 0 && from < need) need = from;
+    }
+    return need;
+  }
+
+  private append(entry: Entry, touched: { partition: number }[]): void {
+    const payload = Buffer.from(JSON.stringify(entry));
+    this.bytesSinceCheckpoint += payload.length;
+    const lsn = this.wal.append(payload);
+    for (const { partition: p } of touched) {
+      if (this.firstLsn[p] < 0) this.firstLsn[p] = lsn;
+      this.lastLsn[p] = lsn;
+    }
+  }
+
+  private replay(lsn: number, e: Entry): void {
+    const store = this.o.store;
+    const fresh = (p: number) => lsn > this.checkpointLsn[p];
+    const touch = (p: number) => {
+      if (this.firstLsn[p] < 0) this.firstLsn[p] = lsn;
+      this.lastLsn[p] = lsn;
+    };
+    switch (e.o) {
+      case "apply": {
+        const batches = e.b.filter((b) => fresh(b.partition));
+        if (batches.length > 0) store.apply(batches, { now: e.t, replay: true });
+        for (const b of batches) touch(b.partition);
+        return;
+      }
+      case "revert": {
+        const batches = e.b.filter((b) => fresh(b.partition));
+        store.revert(batches, e.t);
+        store.removeEmpty((e.rm ?? []).filter(([p]) => fresh(p)));
+        for (const b of batches) touch(b.partition);
+        return;
+      }
+      case "drop":
+        if (fresh(e.p)) {
+          store.drop(e.p);
+          this.firstLsn[e.p] = -1;
+          this.lastLsn[e.p] = -1;
+          this.dropped.add(e.p);
+        }
+        return;
+      case "trim": {
+        const partitions = e.p.filter(fresh);
+        store.trimBefore(e.h, partitions);
+        for (const p of partitions) touch(p);
+        return;
+      }
+      case "load":
+        if (fresh(e.c.partition)) {
+          const elapsed = Date.now() - e.t;
+          store.loadChunk({ ...e.c, dedupe: e.c.dedupe.filter(([, ttl]) => ttl > elapsed).map(([k, ttl]): [string, number] => [k, ttl - elapsed]) });
+          touch(e.c.partition);
+        }
+        return;
+    }
+  }
+}
+
+function readOrCreateMeta(dir: string, partitions: number): Meta {
+  const file = path.join(dir, "meta.json");
+  if (fs.existsSync(file)) {
+    const meta = JSON.parse(fs.readFileSync(file, "utf8")) as Meta;
+    if (meta.partitions !== partitions) {
+      throw new Error(`DATA_DIR ${dir} was written with PARTITIONS=${meta.partitions}, this node has PARTITIONS=${partitions}: refusing to start (use the cluster's value, or another DATA_DIR)`);
+    }
+    return meta;
+  }
+  const meta: Meta = { format: 1, partitions, incarnation: Date.now(), createdAt: new Date().toISOString() };
+  const tmp = `${file}.tmp`;
+  fs.writeFileSync(tmp, JSON.stringify(meta));
+  const fd = fs.openSync(tmp, "r");
+  fs.fsyncSync(fd);
+  fs.closeSync(fd);
+  fs.renameSync(tmp, file);
+  syncDir(dir);
+  return meta;
+}
+
+/** One process per data directory: a lock file with its pid (a dead process's lock is taken over). */
+function lockDirectory(dir: string): void {
+  const file = path.join(dir, "LOCK");
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      fs.writeFileSync(file, String(process.pid), { flag: "wx" });
+      return;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
+      const pid = Number(fs.readFileSync(file, "utf8"));
+      if (pid === process.pid) return;
+      if (Number.isInteger(pid) && pid > 0 && isAlive(pid)) {
+        throw new Error(`DATA_DIR ${dir} is in use by process ${pid}: give each node its own DATA_DIR`);
+      }
+      fs.rmSync(file, { force: true });
+    }
+  }
+  throw new Error(`cannot lock DATA_DIR ${dir}`);
+}
+
+function unlockDirectory(dir: string): void {
+  const file = path.join(dir, "LOCK");
+  try {
+    if (Number(fs.readFileSync(file, "utf8")) === process.pid) fs.rmSync(file, { force: true });
+  } catch {
+    /* already gone */
+  }
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === "EPERM";
+  }
+  // A killed process nobody has reaped yet (a zombie) still answers signal 0.
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
+    return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) !== "Z";
+  } catch {
+    return true;
+  }
+}

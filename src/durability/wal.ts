@@ -1,0 +1,367 @@
+/**
+ * The write-ahead log of one node: numbered records in segment files
+ * (`<first record's LSN, 16 digits>.wal`), each record `[u32 length][u32 crc32][payload]`
+ * (little-endian). Appends go to a buffer; one writer drains it with one write and, in
+ * `sync` mode, one fdatasync for everything that arrived meanwhile (group commit), on
+ * libuv's threads, off the event loop. `durable(lsn)` resolves once that record is on
+ * disk (`sync`) or written to the OS (`interval`, which fdatasyncs every `intervalMs`).
+ *
+ * A write that fails (ENOSPC, EIO) is cut back off the file and kept in the buffer; the
+ * log reports itself `failed` (writes must be refused before they touch memory) and
+ * tries again every second, resolving the waiters once it succeeds.
+ *
+ * Reading (`readLog`): records in LSN order; a torn last record (a crash mid-write) is
+ * cut off with a warning; damage anywhere else throws CorruptLogError naming the file
+ * and offset: the log is never silently shortened.
+ */
+import * as fs from "fs";
+import * as path from "path";
+import { crc32 } from "zlib";
+
+const HEADER = 8;
+const SUFFIX = ".wal";
+
+export type SyncMode = "sync" | "interval";
+
+export class CorruptLogError extends Error {
+  constructor(
+    readonly file: string,
+    readonly offset: number,
+    why: string,
+  ) {
+    super(`write-ahead log ${file} is damaged at byte ${offset} (${why}); see README "Operations: a corrupt log"`);
+    this.name = "CorruptLogError";
+  }
+}
+
+export interface Segment {
+  firstLsn: number;
+  file: string;
+}
+
+export function segmentName(firstLsn: number): string {
+  return `${String(firstLsn).padStart(16, "0")}${SUFFIX}`;
+}
+
+export function listSegments(dir: string): Segment[] {
+  if (!fs.existsSync(dir)) return [];
+  return fs
+    .readdirSync(dir)
+    .filter((f) => /^\d{16}\.wal$/.test(f))
+    .sort()
+    .map((f) => ({ firstLsn: Number(f.slice(0, 16)), file: path.join(dir, f) }));
+}
+
+export function encodeRecord(payload: Buffer): Buffer {
+  const out = Buffer.allocUnsafe(HEADER + payload.length);
+  out.writeUInt32LE(payload.length, 0);
+  out.writeUInt32LE(crc32(payload), 4);
+  payload.copy(out, HEADER);
+  return out;
+}
+
+/**
+ * Every record of the log in `dir`, in order. Returns the LSN the next record gets.
+ * A torn tail of the last segment is truncated (and reported through `warn`).
+ */
+export function readLog(dir: string, onRecord: (lsn: number, payload: Buffer) => void, warn: (msg: string) => void): number {
+  const segments = listSegments(dir);
+  let next = segments.length > 0 ? segments[0].firstLsn : 1;
+  segments.forEach((segment, i) => {
+    const last = i === segments.length - 1;
+    if (segment.firstLsn !== next) throw new CorruptLogError(segment.file, 0, `expected a segment starting at record ${next}`);
+    const data = fs.readFileSync(segment.file);
+    let offset = 0;
+    while (offset < data.length) {
+      const torn = (why: string) => {
+        if (!last) throw new CorruptLogError(segment.file, offset, why);
+        warn(`Write-ahead log ${segment.file}: a torn last record at byte ${offset} (${why}) was dropped (a crash during a write; it was never acknowledged)`);
+        fs.truncateSync(segment.file, offset);
+        offset = data.length;
+      };
+      if (data.length - offset < HEADER) {
+        torn("incomplete header");
+        break;
+      }
+      const length = data.readUInt32LE(offset);
+      const end = offset + HEADER + length;
+      if (end > data.length) {
+        torn(`a ${length}-byte record runs past the end`);
+        break;
+      }
+      const payload = data.subarray(offset + HEADER, end);
+      if (crc32(payload) !== data.readUInt32LE(offset + 4)) {
+        if (end === data.length) {
+          torn("checksum mismatch in the last record");
+          break;
+        }
+        throw new CorruptLogError(segment.file, offset, "checksum mismatch");
+      }
+      onRecord(next++, payload);
+      offset = end;
+    }
+  });
+  return next;
+}
+
+export interface WalOptions {
+  dir: string;
+  mode: SyncMode;
+  /** LSN of the next record (from readLog). */
+  nextLsn: number;
+  /** A segment is closed and a new one started past this size. */
+  segmentBytes: number;
+  /** `interval` mode: fdatasync this often. */
+  intervalMs: number;
+  warn(msg: string): void;
+}
+
+interface Waiter {
+  lsn: number;
+  resolve(): void;
+  reject(err: Error): void;
+}
+
+export class Wal {
+  private fd: number;
+  private segmentFirstLsn: number;
+  private segmentSize: number;
+  private nextLsn: number;
+  /** Encoded records not yet written, and the LSN of the last of them. */
+  private pending: Buffer[] = [];
+  private pendingBytes = 0;
+  /** Last LSN written to the file; last LSN on disk. */
+  private writtenLsn: number;
+  private syncedLsn: number;
+  private waiters: Waiter[] = [];
+  private pumping = false;
+  private failure: Error | null = null;
+  private retryTimer: NodeJS.Timeout | null = null;
+  private syncTimer: NodeJS.Timeout | null = null;
+  private closed = false;
+
+  constructor(private readonly o: WalOptions) {
+    fs.mkdirSync(o.dir, { recursive: true });
+    this.nextLsn = o.nextLsn;
+    this.writtenLsn = this.syncedLsn = o.nextLsn - 1;
+    const segments = listSegments(o.dir);
+    const lastSegment = segments[segments.length - 1];
+    if (lastSegment && fs.statSync(lastSegment.file).size < o.segmentBytes) {
+      this.segmentFirstLsn = lastSegment.firstLsn;
+      this.fd = fs.openSync(lastSegment.file, "a");
+      this.segmentSize = fs.fstatSync(this.fd).size;
+    } else {
+      this.segmentFirstLsn = this.nextLsn;
+      this.fd = fs.openSync(path.join(o.dir, segmentName(this.nextLsn)), "a");
+      this.segmentSize = 0;
+      syncDir(o.dir);
+    }
+    if (o.mode === "interval") {
+      this.syncTimer = setInterval(() => void this.syncNow(), o.intervalMs);
+      this.syncTimer.unref();
+    }
+  }
+
+  /** LSN of the last record appended (0: none yet). */
+  get lastLsn(): number {
+    return this.nextLsn - 1;
+  }
+
+  /** Why the log cannot take writes now (null: it can). Writes are refused before they touch memory. */
+  get failed(): Error | null {
+    return this.failure;
+  }
+
+  /** Append one record; returns its LSN. Write it with durable(). */
+  append(payload: Buffer): number {
+    const record = encodeRecord(payload);
+    this.pending.push(record);
+    this.pendingBytes += record.length;
+    const lsn = this.nextLsn++;
+    queueMicrotask(() => void this.pump());
+    return lsn;
+  }
+
+  /**
+   * Resolves once record `lsn` (default: every record appended so far) is durable as the
+   * mode promises; rejects at once while the log cannot be written (the record stays
+   * buffered and is written when it can: a retry of the same request then waits for it).
+   */
+  durable(lsn = this.lastLsn): Promise<void> {
+    if (lsn <= (this.o.mode === "sync" ? this.syncedLsn : this.writtenLsn)) return Promise.resolve();
+    if (this.failure !== null) return Promise.reject(this.failure);
+    return new Promise((resolve, reject) => this.waiters.push({ lsn, resolve, reject }));
+  }
+
+  /** Delete whole segments whose every record is below `lsn` (covered by checkpoints). Returns how many. */
+  deleteBefore(lsn: number): number {
+    const segments = listSegments(this.o.dir);
+    let deleted = 0;
+    for (let i = 0; i + 1 < segments.length; i++) {
+      if (segments[i + 1].firstLsn > lsn || segments[i].firstLsn === this.segmentFirstLsn) break;
+      fs.rmSync(segments[i].file, { force: true });
+      deleted++;
+    }
+    return deleted;
+  }
+
+  /** Bytes in the log's segments. */
+  diskBytes(): number {
+    return listSegments(this.o.dir).reduce((a, s) => a + (fs.existsSync(s.file) ? fs.statSync(s.file).size : 0), 0);
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    if (this.syncTimer) clearInterval(this.syncTimer);
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    while (this.pumping) await new Promise((r) => setTimeout(r, 2));
+    if (this.failure === null) await this.pump();
+    try {
+      fs.fdatasyncSync(this.fd);
+    } catch {
+      /* closing anyway */
+    }
+    fs.closeSync(this.fd);
+  }
+
+  private async pump(): Promise<void> {
+    if (this.pumping) return;
+    this.pumping = true;
+    try {
+      while (this.pending.length > 0) {
+        // Take what is buffered now; records appended during the write wait for the next round.
+        const data = this.pending.length === 1 ? this.pending[0] : Buffer.concat(this.pending, this.pendingBytes);
+        this.pending = [];
+        this.pendingBytes = 0;
+        const upTo = this.nextLsn - 1;
+        const before = this.segmentSize;
+        try {
+          await writeAll(this.fd, data);
+        } catch (err) {
+          // Cut a partial write back off and keep the records in front: written whole later, or never.
+          await ftruncate(this.fd, before).catch(() => undefined);
+          this.pending.unshift(data);
+          this.pendingBytes += data.length;
+          this.fail(err as Error);
+          return;
+        }
+        this.segmentSize += data.length;
+        this.writtenLsn = upTo;
+        if (this.o.mode === "sync") {
+          try {
+            await fdatasync(this.fd);
+          } catch (err) {
+            this.fail(err as Error);
+            return;
+          }
+          this.syncedLsn = upTo;
+        }
+        this.failure = null;
+        this.release();
+        if (this.segmentSize >= this.o.segmentBytes) await this.rotate();
+      }
+    } finally {
+      this.pumping = false;
+    }
+  }
+
+  private async syncNow(): Promise<void> {
+    const upTo = this.writtenLsn;
+    if (upTo <= this.syncedLsn) return;
+    try {
+      await fdatasync(this.fd);
+      this.syncedLsn = Math.max(this.syncedLsn, upTo);
+    } catch (err) {
+      this.o.warn(`Write-ahead log: fdatasync failed: ${(err as Error).message}`);
+    }
+  }
+
+  private fail(err: Error): void {
+    if (this.failure === null) this.o.warn(`Write-ahead log: cannot write (${err.message}); writes are refused until it can, reads go on`);
+    this.failure = err;
+    const waiting = this.waiters;
+    this.waiters = [];
+    for (const w of waiting) w.reject(err);
+    if (this.retryTimer === null && !this.closed) {
+      this.retryTimer = setTimeout(() => {
+        this.retryTimer = null;
+        void this.retry();
+      }, 1000);
+      this.retryTimer.unref();
+    }
+  }
+
+  private async retry(): Promise<void> {
+    if (this.o.mode === "sync" && this.pending.length === 0 && this.writtenLsn > this.syncedLsn) {
+      try {
+        await fdatasync(this.fd);
+        this.syncedLsn = this.writtenLsn;
+        this.failure = null;
+        this.release();
+      } catch (err) {
+        this.fail(err as Error);
+        return;
+      }
+    }
+    await this.pump();
+    if (this.failure !== null && this.pending.length === 0 && this.writtenLsn <= this.syncedLsn) this.failure = null;
+    if (this.failure === null) this.o.warn("Write-ahead log: writing again");
+  }
+
+  private release(): void {
+    const done = this.o.mode === "sync" ? this.syncedLsn : this.writtenLsn;
+    if (this.waiters.length === 0) return;
+    const still: Waiter[] = [];
+    for (const w of this.waiters) {
+      if (w.lsn <= done) w.resolve();
+      else still.push(w);
+    }
+    this.waiters = still;
+  }
+
+  /** Start a new segment; if it cannot be created (a full disk), keep writing to this one. */
+  private async rotate(): Promise<void> {
+    let fd: number;
+    try {
+      fd = fs.openSync(path.join(this.o.dir, segmentName(this.writtenLsn + 1)), "a");
+    } catch (err) {
+      this.o.warn(`Write-ahead log: cannot start a new segment (${(err as Error).message}); the current one grows`);
+      return;
+    }
+    await fdatasync(this.fd).catch(() => undefined);
+    fs.closeSync(this.fd);
+    this.fd = fd;
+    this.segmentFirstLsn = this.writtenLsn + 1;
+    this.segmentSize = 0;
+    syncDir(this.o.dir);
+  }
+}
+
+function writeAll(fd: number, data: Buffer): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const step = (offset: number) =>
+      fs.write(fd, data, offset, data.length - offset, null, (err, n) => {
+        if (err) return reject(err);
+        if (offset + n < data.length) step(offset + n);
+        else resolve();
+      });
+    step(0);
+  });
+}
+
+const fdatasync = (fd: number) => new Promise<void>((resolve, reject) => fs.fdatasync(fd, (err) => (err ? reject(err) : resolve())));
+const ftruncate = (fd: number, len: number) => new Promise<void>((resolve, reject) => fs.ftruncate(fd, len, (err) => (err ? reject(err) : resolve())));
+
+/** A new or renamed file's directory entry is durable only once the directory is synced. */
+export function syncDir(dir: string): void {
+  try {
+    const fd = fs.openSync(dir, "r");
+    try {
+      fs.fsyncSync(fd);
+    } finally {
+      fs.closeSync(fd);
+    }
+  } catch {
+    /* some filesystems refuse directory fsync: nothing more can be done */
+  }
+}

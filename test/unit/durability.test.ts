@@ -1,0 +1,199 @@
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+import { Journal } from "../../src/durability/journal";
+import { CorruptLogError, listSegments, readLog, Wal } from "../../src/durability/wal";
+import { PartitionStore, type RemovedFlow, type SubBatch } from "../../src/partition-store";
+
+const quiet = { info: () => undefined, warn: () => undefined };
+const dirs: string[] = [];
+function tempDir(): string {
+  const d = fs.mkdtempSync(path.join(os.tmpdir(), "flowmesh-unit-"));
+  dirs.push(d);
+  return d;
+}
+afterAll(() => dirs.forEach((d) => fs.rmSync(d, { recursive: true, force: true })));
+
+function records(dir: string): string[] {
+  const out: string[] = [];
+  readLog(dir, (_, p) => out.push(p.toString()), () => undefined);
+  return out;
+}
+
+async function writeLog(dir: string, payloads: string[], segmentBytes = 1 << 20): Promise<Wal> {
+  const wal = new Wal({ dir, mode: "sync", nextLsn: 1, segmentBytes, intervalMs: 1000, warn: () => undefined });
+  for (const p of payloads) wal.append(Buffer.from(p));
+  await wal.durable();
+  return wal;
+}
+
+describe("write-ahead log", () => {
+  test("records come back in order, across segments, with their LSNs", async () => {
+    const dir = tempDir();
+    const wal = await writeLog(dir, [], 64);
+    for (let i = 1; i <= 20; i++) {
+      expect(wal.append(Buffer.from(`record ${i} ${"x".repeat(20)}`))).toBe(i);
+      await wal.durable(i);
+    }
+    await wal.close();
+    expect(listSegments(dir).length).toBeGreaterThan(3);
+    const lsns: number[] = [];
+    const next = readLog(dir, (lsn, p) => {
+      lsns.push(lsn);
+      expect(p.toString()).toMatch(new RegExp(`^record ${lsn} `));
+    }, () => undefined);
+    expect(lsns).toEqual(Array.from({ length: 20 }, (_, i) => i + 1));
+    expect(next).toBe(21);
+  });
+
+  test("a torn last record is dropped with a warning and the file cut back to the last whole one", async () => {
+    const dir = tempDir();
+    await (await writeLog(dir, ["one", "two", "three"])).close();
+    const [segment] = listSegments(dir);
+    const whole = fs.statSync(segment.file).size;
+    fs.truncateSync(segment.file, whole - 2); // a crash in the middle of writing "three"
+    const warnings: string[] = [];
+    const out: string[] = [];
+    expect(readLog(dir, (_, p) => out.push(p.toString()), (w) => warnings.push(w))).toBe(3);
+    expect(out).toEqual(["one", "two"]);
+    expect(warnings.join()).toMatch(/torn last record/);
+    expect(fs.statSync(segment.file).size).toBe(whole - 8 - 5);
+  });
+
+  test("a damaged record before the tail stops recovery, naming the file and offset", async () => {
+    const dir = tempDir();
+    await (await writeLog(dir, ["alpha", "beta", "gamma"])).close();
+    const [segment] = listSegments(dir);
+    const data = fs.readFileSync(segment.file);
+    data[8 + 1] ^= 0xff; // a bit flip inside "alpha"
+    fs.writeFileSync(segment.file, data);
+    let error: unknown;
+    try {
+      records(dir);
+    } catch (err) {
+      error = err;
+    }
+    expect(error).toBeInstanceOf(CorruptLogError);
+    expect((error as CorruptLogError).file).toBe(segment.file);
+    expect((error as CorruptLogError).offset).toBe(0);
+    expect(String(error)).toMatch(/checksum mismatch/);
+  });
+
+  test("appends after a reopen continue the numbering; whole segments below an LSN are deleted", async () => {
+    const dir = tempDir();
+    const first = await writeLog(dir, [], 100);
+    for (let i = 1; i <= 10; i++) {
+      first.append(Buffer.from(`r${i}-${"y".repeat(40)}`));
+      await first.durable(); // one write per record: a new segment every two
+    }
+    await first.close();
+    const next = readLog(dir, () => undefined, () => undefined);
+    const wal = new Wal({ dir, mode: "interval", nextLsn: next, segmentBytes: 100, intervalMs: 1000, warn: () => undefined });
+    expect(wal.append(Buffer.from("r11"))).toBe(11);
+    await wal.durable();
+    const before = listSegments(dir);
+    expect(wal.deleteBefore(7)).toBeGreaterThan(0);
+    const after = listSegments(dir);
+    expect(after.length).toBeLessThan(before.length);
+    // What is left still starts at a segment boundary at or below 7 and reads through to 11.
+    expect(after[0].firstLsn).toBeLessThanOrEqual(7);
+    await wal.close();
+    const out: number[] = [];
+    readLog(dir, (lsn) => out.push(lsn), () => undefined);
+    expect(out[out.length - 1]).toBe(11);
+  });
+});
+
+describe("journal: recovery and checkpoints", () => {
+  const options = { max: 100, ttlMs: 600_000 };
+  const batch = (partition: number, key: string, tx: number, idempotencyKey?: string): SubBatch => ({ partition, entries: [key, 7, tx, 1], idempotencyKey });
+
+  async function reopen(dir: string): Promise<{ store: PartitionStore; journal: Journal }> {
+    const store = new PartitionStore(options);
+    return { store, journal: new Journal({ dir, mode: "sync", partitions: 8, store, log: quiet }) };
+  }
+
+  test("state and the idempotency window come back after a crash (log only), and again after a checkpoint", async () => {
+    const dir = tempDir();
+    let { store, journal } = await reopen(dir);
+    const incarnation = journal.incarnation;
+    const applied: SubBatch[] = [];
+    store.apply([batch(1, "a", 10, "k1"), batch(2, "b", 5, "k1")], { applied });
+    journal.applied(applied, Date.now());
+    await journal.durable();
+    // No close: as after kill -9 (the lock file names a dead process... here our own: reopen in-process).
+    ({ store, journal } = await reopen(dir));
+    expect(journal.incarnation).toBe(incarnation);
+    expect(journal.recovered).toEqual([1, 2]);
+    expect(store.read(7, {}).tx).toEqual([10, 5]);
+    expect(store.apply([batch(1, "a", 10, "k1")]).duplicates).toBe(1);
+
+    const more: SubBatch[] = [];
+    store.apply([batch(1, "a", 1, "k2")], { applied: more });
+    journal.applied(more, Date.now());
+    expect((await journal.checkpoint(true)).partitions).toBe(2);
+    const after: SubBatch[] = [];
+    store.apply([batch(3, "c", 4, "k3")], { applied: after });
+    journal.applied(after, Date.now());
+    await journal.durable();
+    await journal.close();
+    ({ store, journal } = await reopen(dir));
+    expect(store.read(7, {}).tx).toEqual([11, 5, 4]);
+    expect(store.apply([batch(1, "a", 1, "k2"), batch(3, "c", 4, "k3")]).duplicates).toBe(2);
+    await journal.close();
+  });
+
+  test("checkpoints let the log go: segments every partition's checkpoint covers are deleted", async () => {
+    const dir = tempDir();
+    const store = new PartitionStore(options);
+    const journal = new Journal({ dir, mode: "sync", partitions: 8, store, log: quiet, segmentBytes: 256 });
+    for (let i = 0; i < 40; i++) {
+      const applied: SubBatch[] = [];
+      store.apply([batch(i % 8, `key-${i}`, i + 1)], { applied });
+      journal.applied(applied, Date.now());
+      await journal.durable();
+    }
+    const segmentsBefore = listSegments(path.join(dir, "wal")).length;
+    const { segmentsDeleted } = await journal.checkpoint(true);
+    expect(segmentsDeleted).toBeGreaterThan(0);
+    expect(listSegments(path.join(dir, "wal")).length).toBe(segmentsBefore - segmentsDeleted);
+    await journal.close();
+    const again = new PartitionStore(options);
+    const reopened = new Journal({ dir, mode: "sync", partitions: 8, store: again, log: quiet, segmentBytes: 256 });
+    expect(again.flowCount()).toBe(40);
+    expect(again.read(7, {}).tx.reduce((a, b) => a + b, 0)).toBe((40 * 41) / 2);
+    await reopened.close();
+  });
+
+  test("a dropped partition stays dropped; a revert stays reverted", async () => {
+    const dir = tempDir();
+    let { store, journal } = await reopen(dir);
+    const applied: SubBatch[] = [];
+    store.apply([batch(4, "gone", 1, "k"), batch(5, "kept", 2, "k")], { applied });
+    journal.applied(applied, Date.now());
+    await journal.checkpoint(true);
+    store.drop(4);
+    journal.droppedPartition(4);
+    const undone: SubBatch[] = [];
+    const removed: RemovedFlow[] = [];
+    store.revert([batch(5, "kept", 2, "k")], Date.now(), undone, removed);
+    expect(removed).toEqual([[5, 7, "kept"]]);
+    journal.reverted(undone, removed, Date.now());
+    await journal.durable();
+    ({ store, journal } = await reopen(dir));
+    expect(store.partitions.has(4)).toBe(false);
+    expect(store.read(7, {}).keys).toEqual([]);
+    await journal.checkpoint(true);
+    expect(fs.existsSync(path.join(dir, "checkpoints", "00004.json"))).toBe(false);
+    await journal.close();
+  });
+
+  test("a directory written with another partition count is refused; a live process's directory too", async () => {
+    const dir = tempDir();
+    const { journal } = await reopen(dir);
+    await journal.close();
+    expect(() => new Journal({ dir, mode: "sync", partitions: 16, store: new PartitionStore(options), log: quiet })).toThrow(/PARTITIONS=8.*PARTITIONS=16/);
+    fs.writeFileSync(path.join(dir, "LOCK"), String(process.ppid));
+    expect(() => new Journal({ dir, mode: "sync", partitions: 8, store: new PartitionStore(options), log: quiet })).toThrow(/in use by process/);
+  });
+});
