@@ -62,6 +62,8 @@ export const DEFINITIONS = {
     flowmesh_flows_held: { type: "gauge", help: "Flows held in this node's partitions, by role (replica includes copies being filled)", labels: { role: ROLES } },
     flowmesh_coordinator: { type: "gauge", help: "1 on the node that holds the coordinator's lease (decides placement), else 0" },
     flowmesh_fenced: { type: "gauge", help: "1 while this node may not serve as primary (stalled, or no recent round trip to NATS), else 0" },
+    flowmesh_log_unwritable: { type: "gauge", help: "1 while this node's write-ahead log cannot be written (a full disk): writes are refused, else 0" },
+    flowmesh_data_bytes: { type: "gauge", help: "Bytes in this node's data directory, by kind", labels: { kind: ["log", "checkpoints"] } },
     flowmesh_handoffs_in_progress: { type: "gauge", help: "Partition copies this node is sending now" },
     flowmesh_handoffs_total: { type: "counter", help: "Partition copies (snapshot handoffs) this node sent, by result", labels: { result: ["done", "failed"] } },
     flowmesh_handoff_flows_total: { type: "counter", help: "Flows sent in this node's completed handoffs" },

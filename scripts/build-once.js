@@ -74,7 +74,12 @@ try {
     const fresh = path.join(root, `dist.build-${process.pid}`);
     const old = path.join(root, `dist.old-${process.pid}`);
     fs.rmSync(fresh, { recursive: true, force: true });
-    execFileSync(process.execPath, [require.resolve("typescript/bin/tsc"), "-p", "tsconfig.build.json", "--outDir", fresh], { cwd: root, stdio: "inherit" });
+    try {
+      execFileSync(process.execPath, [require.resolve("typescript/bin/tsc"), "-p", "tsconfig.build.json", "--outDir", fresh], { cwd: root, stdio: "inherit" });
+    } catch (err) {
+      fs.rmSync(fresh, { recursive: true, force: true }); // a failed build is never swapped in
+      throw err;
+    }
     fs.writeFileSync(path.join(fresh, ".inputs-hash"), want);
     if (fs.existsSync(dist)) fs.renameSync(dist, old);
     fs.renameSync(fresh, dist);

@@ -5,6 +5,7 @@
  * the coordinator's lease, its decision and the runner that carries it out are plain
  * modules under src/shard/, handed `send`, the clock and metrics from here.
  */
+import { randomUUID } from "crypto";
 import * as path from "path";
 import { performance } from "perf_hooks";
 import type { Context, ServiceSchema } from "moleculer";
@@ -192,7 +193,6 @@ const FlowShardService: ServiceSchema = {
     },
     "$node.disconnected"(ctx: Context<{ node: { id: string } }>) {
       (this.handoff as Handoff).nodeGone(ctx.params.node.id);
-      (this.runner as CoordinatorRunner).nodeGone(ctx.params.node.id);
       this.reconcileSoon();
     },
     "$services.changed"() {
@@ -338,6 +338,7 @@ const FlowShardService: ServiceSchema = {
       const liveness = new Liveness({
         me,
         incarnation: this.incarnation,
+        run: randomUUID(),
         publish: (beat: Beat) => client.publish(beats, encodeJson(beat)),
         ping: () => withTimeout(client.flush(), this.fenceMs, "NATS round trip"),
         now: () => performance.now(),
@@ -458,6 +459,7 @@ const FlowShardService: ServiceSchema = {
       me: this.broker.nodeID,
       store,
       input: () => this.decisionInput(),
+      runOf: (nodeID) => (this.liveness as Liveness | undefined)?.runOf(nodeID),
       mayWrite: () => this.blockedReason(),
       call: (nodeID, action, params) => send(nodeID, action, params, 0) as Promise<{ flows?: number }>,
       concurrency: HANDOFF_CONCURRENCY,
@@ -486,6 +488,11 @@ const FlowShardService: ServiceSchema = {
       m.flowmesh_flows_held.set(replicaFlows, { role: "replica" });
       m.flowmesh_coordinator.set(!this.broker.transit || (this.lease as CoordinatorLease | undefined)?.holds() ? 1 : 0);
       m.flowmesh_fenced.set(this.fenceReason() === null ? 0 : 1);
+      const journal = this.journal as Journal | null;
+      m.flowmesh_log_unwritable.set(journal?.refusal() ? 1 : 0);
+      const disk = journal?.diskBytes() ?? { log: 0, checkpoints: 0 };
+      m.flowmesh_data_bytes.set(disk.log, { kind: "log" });
+      m.flowmesh_data_bytes.set(disk.checkpoints, { kind: "checkpoints" });
       m.flowmesh_handoffs_in_progress.set((this.handoff as Handoff).active.size);
       m.flowmesh_applied_records_total.set(this.ingested.records);
       m.flowmesh_idempotency_hits_total.set(this.ingested.duplicates);

@@ -46,6 +46,20 @@ export async function writeCheckpoint(dir: string, file: CheckpointFile): Promis
   return data.length;
 }
 
+/** The same, blocking: at start, before anything else runs. */
+export function writeCheckpointSync(dir: string, file: CheckpointFile): void {
+  const target = checkpointPath(dir, file.partition);
+  const tmp = `${target}.tmp`;
+  const fd = fs.openSync(tmp, "w");
+  try {
+    fs.writeFileSync(fd, JSON.stringify(file));
+    fs.fdatasyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+  fs.renameSync(tmp, target);
+}
+
 /** Every checkpoint in `dir`; a file that does not parse stops the start with its name. */
 export function readCheckpoints(dir: string): CheckpointFile[] {
   if (!fs.existsSync(dir)) return [];

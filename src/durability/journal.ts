@@ -19,8 +19,8 @@
 import * as fs from "fs";
 import * as path from "path";
 import type { PartitionStore, RemovedFlow, SnapshotChunk, SubBatch } from "../partition-store";
-import { loadCheckpoint, readCheckpoints, removeCheckpoint, takeCheckpoint, writeCheckpoint } from "./checkpoint";
-import { readLog, syncDir, Wal, type SyncMode } from "./wal";
+import { loadCheckpoint, readCheckpoints, removeCheckpoint, takeCheckpoint, writeCheckpoint, writeCheckpointSync } from "./checkpoint";
+import { listSegments, readLog, syncDir, Wal, type SyncMode } from "./wal";
 
 export interface JournalOptions {
   dir: string;
@@ -85,10 +85,26 @@ export class Journal {
     }
     let records = 0;
     const walDir = path.join(o.dir, "wal");
-    const nextLsn = readLog(walDir, (lsn, payload) => {
+    let nextLsn = readLog(walDir, (lsn, payload) => {
       records++;
       this.replay(lsn, JSON.parse(payload.toString("utf8")) as Entry);
     }, o.log.warn);
+    // Checkpoints only cover records already durable, so the log reaches at least as far,
+    // unless DURABILITY=interval lost its last second to a power cut. New records must
+    // never reuse an LSN a checkpoint covers: start over from fresh checkpoints then.
+    const covered = Math.max(-1, ...this.checkpointLsn);
+    if (covered >= nextLsn) {
+      o.log.warn(`Write-ahead log ends at record ${nextLsn - 1}, before checkpoints that cover record ${covered}: checkpointing every partition and starting the log at ${covered + 1}`);
+      const at = Date.now();
+      for (const p of o.store.partitions.keys()) {
+        writeCheckpointSync(this.checkpointDir, takeCheckpoint(o.store, p, covered, at));
+        this.checkpointLsn[p] = covered;
+        this.firstLsn[p] = this.lastLsn[p] = -1;
+      }
+      syncDir(this.checkpointDir);
+      for (const segment of listSegments(walDir)) fs.rmSync(segment.file, { force: true });
+      nextLsn = covered + 1;
+    }
     this.wal = new Wal({ dir: walDir, mode: o.mode, nextLsn, segmentBytes: o.segmentBytes ?? 64 * 1024 * 1024, intervalMs: 1000, warn: o.log.warn });
     this.recovered = [...o.store.partitions.keys()].sort((a, b) => a - b);
     if (this.recovered.length > 0 || records > 0) {
@@ -154,8 +170,10 @@ export class Journal {
     try {
       for (const p of this.o.store.partitions.keys()) {
         if (this.lastLsn[p] <= this.checkpointLsn[p]) continue;
-        // Synchronous: the copy and the LSN it covers are taken in the same turn.
+        // Synchronous: the copy and the LSN it covers are taken in the same turn. It is
+        // written once that LSN is durable: a checkpoint never covers a record the log may lose.
         const file = takeCheckpoint(this.o.store, p, this.wal.lastLsn, Date.now());
+        await this.wal.durable(file.lsn);
         await writeCheckpoint(this.checkpointDir, file);
         // Dropped while it was being written: its file must not outlive the drop.
         if (!this.o.store.partitions.has(p)) removeCheckpoint(this.checkpointDir, p);

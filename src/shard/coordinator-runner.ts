@@ -26,6 +26,8 @@ export interface RunnerOptions {
   store: PlacementStore;
   /** Everything the decision needs but the table (read from the store each round). */
   input(): Omit<CoordinatorInput, "table" | "leaving">;
+  /** The process a live node runs now (from its beats; undefined: silent). */
+  runOf(nodeID: string): string | undefined;
   /** null when this node may write a table right now; else why not. */
   mayWrite(): string | null;
   call(nodeID: string, action: "addCopy" | "release", params: { partition: number; to?: string }): Promise<{ flows?: number }>;
@@ -34,7 +36,12 @@ export interface RunnerOptions {
 }
 
 export class CoordinatorRunner {
-  readonly leaving = new Set<string>();
+  /**
+   * Nodes handing their partitions off, with the process doing it. A node that comes
+   * back under the same id (and data directory) after leaving is another process, and
+   * welcome again: the entry lasts only while that process beats.
+   */
+  private readonly leaving = new Map<string, string | undefined>();
   private running: Promise<void> | null = null;
   private again = false;
   private lastWait = "";
@@ -67,7 +74,8 @@ export class CoordinatorRunner {
   }
 
   private async once(): Promise<void> {
-    const decision = decide({ ...this.o.input(), table: this.o.store.table, leaving: this.leaving });
+    for (const [node, run] of this.leaving) if (this.o.runOf(node) !== run) this.leaving.delete(node);
+    const decision = decide({ ...this.o.input(), table: this.o.store.table, leaving: new Set(this.leaving.keys()) });
     if (decision.kind !== "wait") this.lastWait = "";
     switch (decision.kind) {
       case "idle":
@@ -176,7 +184,7 @@ export class CoordinatorRunner {
 
   /** Move everything off a node (SIGTERM). Resolves when it owns no partition. */
   async drain(nodeID: string): Promise<{ epoch: number }> {
-    this.leaving.add(nodeID);
+    this.leaving.set(nodeID, this.o.runOf(nodeID));
     this.o.log.info(`${nodeID} is leaving: handing its partitions off`);
     const deadline = Date.now() + 10 * 60 * 1000;
     let lastReport = Date.now();
@@ -203,10 +211,6 @@ export class CoordinatorRunner {
     }
   }
 
-  /** A node is gone: if it had left, it is welcome again when it returns under the same id. */
-  nodeGone(nodeID: string): void {
-    this.leaving.delete(nodeID);
-  }
 
   /** The operator's force-empty: waiting partitions start empty on live nodes. */
   async forceEmpty(partitions?: number[]): Promise<{ epoch: number; partitions: number[] }> {

@@ -23,6 +23,8 @@
 export interface Beat {
   node: string;
   incarnation: number;
+  /** This process (random at start): a node restarted with the same data directory keeps its incarnation, not its run. */
+  run?: string;
   /** Nodes this node hears from (itself included); null while its view is not settled. */
   sees: string[] | null;
 }
@@ -30,6 +32,7 @@ export interface Beat {
 export interface LivenessOptions {
   me: string;
   incarnation: number;
+  run: string;
   publish(beat: Beat): void;
   /** A round trip to the NATS server; rejects when it is unreachable. */
   ping(): Promise<void>;
@@ -46,6 +49,7 @@ export interface LivenessOptions {
 interface Heard {
   at: number;
   incarnation: number;
+  run: string | undefined;
   sees: Set<string> | null;
 }
 
@@ -67,7 +71,7 @@ export class Liveness {
   /** A peer's beat arrived. */
   receive(beat: Beat): void {
     if (!beat || typeof beat.node !== "string" || beat.node === this.o.me) return;
-    this.heard.set(beat.node, { at: this.o.now(), incarnation: beat.incarnation, sees: Array.isArray(beat.sees) ? new Set(beat.sees) : null });
+    this.heard.set(beat.node, { at: this.o.now(), incarnation: beat.incarnation, run: beat.run, sees: Array.isArray(beat.sees) ? new Set(beat.sees) : null });
   }
 
   /** Live nodes (heard within suspectMs) with their incarnations, this one included. */
@@ -76,6 +80,13 @@ export class Liveness {
     const out = new Map<string, number>([[this.o.me, this.o.incarnation]]);
     for (const [node, h] of this.heard) if (now - h.at <= this.o.suspectMs) out.set(node, h.incarnation);
     return out;
+  }
+
+  /** The process a live node runs (undefined: silent for suspectMs, or unknown). */
+  runOf(node: string): string | undefined {
+    if (node === this.o.me) return this.o.run;
+    const h = this.heard.get(node);
+    return h !== undefined && this.o.now() - h.at <= this.o.suspectMs ? h.run : undefined;
   }
 
   /** Each live node's settled view, as of its last beat (this node's own: alive(), when settled). */
@@ -114,7 +125,7 @@ export class Liveness {
     this.ticking = true;
     try {
       const started = this.o.now();
-      this.o.publish({ node: this.o.me, incarnation: this.o.incarnation, sees: this.settled() ? [...this.alive().keys()] : null });
+      this.o.publish({ node: this.o.me, incarnation: this.o.incarnation, run: this.o.run, sees: this.settled() ? [...this.alive().keys()] : null });
       await this.o.ping();
       const gap = started - this.confirmedAt;
       if (gap > this.o.fenceMs) {

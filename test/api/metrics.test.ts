@@ -42,6 +42,7 @@ describe("GET /metrics (embedded)", () => {
       [
         "flowmesh_applied_records_total",
         "flowmesh_coordinator",
+        "flowmesh_data_bytes",
         "flowmesh_fenced",
         "flowmesh_flows_held",
         "flowmesh_handoff_flows_total",
@@ -50,6 +51,7 @@ describe("GET /metrics (embedded)", () => {
         "flowmesh_idempotency_hits_total",
         "flowmesh_ingested_batches_total",
         "flowmesh_ingested_records_total",
+        "flowmesh_log_unwritable",
         "flowmesh_partitions_owned",
         "flowmesh_partitions_unavailable",
         "flowmesh_partitions_under_replicated",

@@ -41,6 +41,11 @@ export interface LedgerWriterOptions {
    * Unset: wait for every answer.
    */
   requestTimeoutMs?: number;
+  /**
+   * Fail when a batch is still unacknowledged after retrying it this long (a cluster that
+   * is down on purpose for a while, e.g. a cold start). Unset: after 600 attempts.
+   */
+  giveUpAfterMs?: number;
 }
 
 export class LedgerWriter {
@@ -103,6 +108,7 @@ export class LedgerWriter {
 
   private async postUntilAcknowledged(batch: Flow[], key: string): Promise<void> {
     this.pendingKey = key;
+    const since = Date.now();
     for (let attempt = 0; ; attempt++) {
       this.attempts++;
       try {
@@ -117,7 +123,8 @@ export class LedgerWriter {
         if ((err as Error).name === "TimeoutError") this.timeouts++;
         // else connection refused or reset: that gateway is going away; try the next
       }
-      if (attempt > 600) throw new Error(`batch ${key} never acknowledged`);
+      const { giveUpAfterMs } = this.options;
+      if (giveUpAfterMs === undefined ? attempt > 600 : Date.now() - since > giveUpAfterMs) throw new Error(`batch ${key} never acknowledged`);
       await sleep(25);
     }
   }

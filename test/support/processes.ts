@@ -80,13 +80,37 @@ function stopper(child: ChildProcess) {
     });
 }
 
-/** Start a Flowmesh node from dist/ (run `npm run build` first; `npm test` does). */
-export async function startNode(env: Record<string, string> = {}): Promise<NodeProcess> {
+/** Data directories made by startNode, removed when the test process exits. */
+const dataDirs = new Set<string>();
+process.on("exit", () => dataDirs.forEach((d) => fs.rmSync(d, { recursive: true, force: true })));
+
+/** A fresh data directory for a node (gone when the test process exits). */
+export function tempDataDir(tag: string): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), `flowmesh-data-${tag}-`));
+  dataDirs.add(dir);
+  return dir;
+}
+
+export interface StartOptions {
+  /**
+   * Resolve once /ready answers 200 (the default), or already once /health does: a node
+   * restarted into a cluster that cannot be ready without its peers (a cold start).
+   */
+  waitUntil?: "ready" | "health";
+}
+
+/**
+ * Start a Flowmesh node from dist/ (run `npm run build` first; `npm test` does). It
+ * keeps its state in a fresh DATA_DIR (the default DURABILITY=sync) unless `env` names
+ * one: pass the same DATA_DIR again to restart a node with its state.
+ */
+export async function startNode(env: Record<string, string> = {}, options: StartOptions = {}): Promise<NodeProcess> {
   const port = env.PORT ? Number(env.PORT) : await freePort();
   const nodeID = env.NODEID ?? `node-${port}`;
+  const dataDir = env.DATA_DIR ?? tempDataDir(nodeID);
   const child = spawn(process.execPath, [path.join(ROOT, "node_modules/moleculer/bin/moleculer-runner.js"), "--config", "dist/moleculer.config.js"], {
     cwd: ROOT,
-    env: { ...process.env, SERVICEDIR: "dist/services", LOGLEVEL: "warn", NODEID: nodeID, ...env, PORT: String(port) },
+    env: { ...process.env, SERVICEDIR: "dist/services", LOGLEVEL: "warn", NODEID: nodeID, DATA_DIR: dataDir, ...env, PORT: String(port) },
     stdio: ["ignore", "pipe", "pipe"],
   });
   const output = track(child);
@@ -105,7 +129,7 @@ export async function startNode(env: Record<string, string> = {}): Promise<NodeP
     if (child.exitCode !== null) throw new Error(`node ${nodeID} exited: ${output()}`);
     return (await fetch(`${url}/health`)).ok;
   });
-  await waitFor(`node ${nodeID} /ready`, async () => (await fetch(`${url}/ready`)).ok);
+  if (options.waitUntil !== "health") await waitFor(`node ${nodeID} /ready`, async () => (await fetch(`${url}/ready`)).ok);
   return node;
 }
 
@@ -162,8 +186,13 @@ export interface Cluster {
   /** The Moleculer namespace its nodes share (and its placement bucket's name). */
   namespace: string;
   nodes: NodeProcess[];
+  /**
+   * Each node's data directory, by node id: its own fresh one unless the env names one.
+   * `add(id, { DATA_DIR: cluster.dataDirs[id] })` restarts a node with its state.
+   */
+  dataDirs: Record<string, string>;
   urls(): string[];
-  add(nodeID: string, env?: Record<string, string>): Promise<NodeProcess>;
+  add(nodeID: string, env?: Record<string, string>, options?: StartOptions): Promise<NodeProcess>;
   stop(): Promise<void>;
 }
 
@@ -177,9 +206,14 @@ export async function startCluster(n: number, env: Record<string, string> = {}):
     nats,
     namespace,
     nodes,
+    dataDirs: {},
     urls: () => nodes.filter((x) => x.child.exitCode === null && x.child.signalCode === null).map((x) => x.url),
-    async add(nodeID, extra = {}) {
-      const node = await startNode({ ...base, NODEID: nodeID, ...extra });
+    async add(nodeID, extra = {}, options = {}) {
+      const env: Record<string, string> = { ...base, NODEID: nodeID, ...extra };
+      // A fresh directory unless one is given (a node added again under an old id starts empty, as before).
+      env.DATA_DIR ??= tempDataDir(nodeID);
+      cluster.dataDirs[nodeID] = env.DATA_DIR;
+      const node = await startNode(env, options);
       nodes.push(node);
       return node;
     },

@@ -188,6 +188,50 @@ describe("journal: recovery and checkpoints", () => {
     await journal.close();
   });
 
+  test("a log cut short behind its checkpoints (a power cut with DURABILITY=interval) never reuses a covered LSN", async () => {
+    const dir = tempDir();
+    let { store, journal } = await reopen(dir);
+    for (const [i, key] of ["a", "b", "c"].entries()) {
+      const applied: SubBatch[] = [];
+      store.apply([batch(1, key, i + 1)], { applied });
+      journal.applied(applied, Date.now());
+    }
+    await journal.checkpoint(true); // covers record 3
+    await journal.close();
+    const [segment] = listSegments(path.join(dir, "wal"));
+    const first = fs.readFileSync(segment.file);
+    fs.writeFileSync(segment.file, first.subarray(0, 8 + first.readUInt32LE(0))); // only record 1 survived
+    const warnings: string[] = [];
+    store = new PartitionStore(options);
+    journal = new Journal({ dir, mode: "sync", partitions: 8, store, log: { info: () => undefined, warn: (w) => warnings.push(w) } });
+    expect(warnings.join()).toMatch(/starting the log at 4/);
+    const applied: SubBatch[] = [];
+    store.apply([batch(1, "d", 10)], { applied });
+    journal.applied(applied, Date.now());
+    await journal.durable();
+    await journal.close();
+    ({ store, journal } = await reopen(dir));
+    expect(store.read(7, {}).tx).toEqual([1, 2, 3, 10]);
+    await journal.close();
+  });
+
+  test("trimmed hours stay trimmed after a restart (retention, DELETE /flows)", async () => {
+    const dir = tempDir();
+    let { store, journal } = await reopen(dir);
+    const applied: SubBatch[] = [];
+    store.apply([{ partition: 1, entries: ["old", 5, 1, 1, "new", 9, 2, 2] }, { partition: 2, entries: ["older", 3, 4, 4] }], { applied });
+    journal.applied(applied, Date.now());
+    await journal.checkpoint(true);
+    const removed = store.trimBefore(9, [...store.partitions.keys()], (p) => p === 1);
+    expect(removed).toEqual({ flows: 1, hours: [3, 5] });
+    journal.trimmed(9, [1, 2]);
+    await journal.durable();
+    ({ store, journal } = await reopen(dir));
+    expect(store.oldestHour()).toBe(9);
+    expect(store.flowCount()).toBe(1);
+    await journal.close();
+  });
+
   test("a directory written with another partition count is refused; a live process's directory too", async () => {
     const dir = tempDir();
     const { journal } = await reopen(dir);

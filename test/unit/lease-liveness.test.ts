@@ -70,6 +70,7 @@ describe("liveness and the fence", () => {
     const l = new Liveness({
       me: "a",
       incarnation: 1,
+      run: "run-a",
       publish: (b) => sent.push(b),
       ping,
       now: () => clock.now,
@@ -115,7 +116,8 @@ describe("liveness and the fence", () => {
   test("peers are alive while heard within suspectMs; views travel with the beats; an unsettled node offers no view", async () => {
     const clock = { now: 0 };
     const { l, sent } = node(clock);
-    l.receive({ node: "b", incarnation: 7, sees: ["a", "b"] });
+    l.receive({ node: "b", incarnation: 7, run: "run-b", sees: ["a", "b"] });
+    expect(l.runOf("b")).toBe("run-b");
     l.receive({ node: "c", incarnation: 1, sees: null });
     expect([...l.alive()]).toEqual([
       ["a", 1],
@@ -132,6 +134,7 @@ describe("liveness and the fence", () => {
     }
     // Peers silent for over suspectMs are gone; its own view counts once it has run steadily that long.
     expect([...l.alive().keys()]).toEqual(["a"]);
+    expect(l.runOf("b")).toBeUndefined();
     expect([...l.views().keys()]).toEqual(["a"]);
     expect(sent.at(-1)!.sees).toEqual(["a"]);
   });

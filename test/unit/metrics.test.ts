@@ -10,6 +10,7 @@ import { FlowmeshPrometheusReporter, prometheusText, snakeCase } from "../../mix
 import ClusterService from "../../services/cluster.service";
 import FlowShardService from "../../services/flow-shard.service";
 import FlowsService from "../../services/flows.service";
+import { readSettings } from "../../src/settings";
 import { parseExposition, sampleValue } from "../support/prometheus";
 
 (MetricReporters as unknown as { register(name: string, value: unknown): void }).register("FlowmeshPrometheus", FlowmeshPrometheusReporter);
@@ -22,7 +23,9 @@ function broker(builtin: boolean, nodeID: string): ServiceBroker {
     internalMiddlewares: false,
     middlewares: brokerMiddlewares(builtin) as never,
     validator: createValidator(),
-  });
+    // Nothing on disk: an in-process broker in the test runner's working directory.
+    flowmesh: { ...readSettings({}), durability: "memory" },
+  } as ConstructorParameters<typeof ServiceBroker>[0]);
 }
 
 describe("the exposition parser used by the tests", () => {
