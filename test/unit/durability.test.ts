@@ -108,6 +108,13 @@ describe("journal: recovery and checkpoints", () => {
   const options = { max: 100, ttlMs: 600_000 };
   const batch = (partition: number, key: string, tx: number, idempotencyKey?: string): SubBatch => ({ partition, entries: [key, 7, tx, 1], idempotencyKey });
 
+  /** Apply as the write path does: to memory, then log what was applied. */
+  function applyLogged(store: PartitionStore, journal: Journal, batches: SubBatch[]): void {
+    const applied: SubBatch[] = [];
+    store.apply(batches, { applied });
+    journal.applied(applied, Date.now());
+  }
+
   async function reopen(dir: string): Promise<{ store: PartitionStore; journal: Journal }> {
     const store = new PartitionStore(options);
     return { store, journal: new Journal({ dir, mode: "sync", partitions: 8, store, log: quiet }) };
@@ -117,9 +124,7 @@ describe("journal: recovery and checkpoints", () => {
     const dir = tempDir();
     let { store, journal } = await reopen(dir);
     const incarnation = journal.incarnation;
-    const applied: SubBatch[] = [];
-    store.apply([batch(1, "a", 10, "k1"), batch(2, "b", 5, "k1")], { applied });
-    journal.applied(applied, Date.now());
+    applyLogged(store, journal, [batch(1, "a", 10, "k1"), batch(2, "b", 5, "k1")]);
     await journal.durable();
     // No close: as after kill -9 (the lock file names a dead process... here our own: reopen in-process).
     ({ store, journal } = await reopen(dir));
@@ -128,13 +133,9 @@ describe("journal: recovery and checkpoints", () => {
     expect(store.read(7, {}).tx).toEqual([10, 5]);
     expect(store.apply([batch(1, "a", 10, "k1")]).duplicates).toBe(1);
 
-    const more: SubBatch[] = [];
-    store.apply([batch(1, "a", 1, "k2")], { applied: more });
-    journal.applied(more, Date.now());
+    applyLogged(store, journal, [batch(1, "a", 1, "k2")]);
     expect((await journal.checkpoint(true)).partitions).toBe(2);
-    const after: SubBatch[] = [];
-    store.apply([batch(3, "c", 4, "k3")], { applied: after });
-    journal.applied(after, Date.now());
+    applyLogged(store, journal, [batch(3, "c", 4, "k3")]);
     await journal.durable();
     await journal.close();
     ({ store, journal } = await reopen(dir));
@@ -148,9 +149,7 @@ describe("journal: recovery and checkpoints", () => {
     const store = new PartitionStore(options);
     const journal = new Journal({ dir, mode: "sync", partitions: 8, store, log: quiet, segmentBytes: 256 });
     for (let i = 0; i < 40; i++) {
-      const applied: SubBatch[] = [];
-      store.apply([batch(i % 8, `key-${i}`, i + 1)], { applied });
-      journal.applied(applied, Date.now());
+      applyLogged(store, journal, [batch(i % 8, `key-${i}`, i + 1)]);
       await journal.durable();
     }
     const segmentsBefore = listSegments(path.join(dir, "wal")).length;
@@ -168,9 +167,7 @@ describe("journal: recovery and checkpoints", () => {
   test("a dropped partition stays dropped; a revert stays reverted", async () => {
     const dir = tempDir();
     let { store, journal } = await reopen(dir);
-    const applied: SubBatch[] = [];
-    store.apply([batch(4, "gone", 1, "k"), batch(5, "kept", 2, "k")], { applied });
-    journal.applied(applied, Date.now());
+    applyLogged(store, journal, [batch(4, "gone", 1, "k"), batch(5, "kept", 2, "k")]);
     await journal.checkpoint(true);
     store.drop(4);
     journal.droppedPartition(4);
@@ -192,9 +189,7 @@ describe("journal: recovery and checkpoints", () => {
     const dir = tempDir();
     let { store, journal } = await reopen(dir);
     for (const [i, key] of ["a", "b", "c"].entries()) {
-      const applied: SubBatch[] = [];
-      store.apply([batch(1, key, i + 1)], { applied });
-      journal.applied(applied, Date.now());
+      applyLogged(store, journal, [batch(1, key, i + 1)]);
     }
     await journal.checkpoint(true); // covers record 3
     await journal.close();
@@ -205,9 +200,7 @@ describe("journal: recovery and checkpoints", () => {
     store = new PartitionStore(options);
     journal = new Journal({ dir, mode: "sync", partitions: 8, store, log: { info: () => undefined, warn: (w) => warnings.push(w) } });
     expect(warnings.join()).toMatch(/starting the log at 4/);
-    const applied: SubBatch[] = [];
-    store.apply([batch(1, "d", 10)], { applied });
-    journal.applied(applied, Date.now());
+    applyLogged(store, journal, [batch(1, "d", 10)]);
     await journal.durable();
     await journal.close();
     ({ store, journal } = await reopen(dir));
@@ -218,9 +211,7 @@ describe("journal: recovery and checkpoints", () => {
   test("trimmed hours stay trimmed after a restart (retention, DELETE /flows)", async () => {
     const dir = tempDir();
     let { store, journal } = await reopen(dir);
-    const applied: SubBatch[] = [];
-    store.apply([{ partition: 1, entries: ["old", 5, 1, 1, "new", 9, 2, 2] }, { partition: 2, entries: ["older", 3, 4, 4] }], { applied });
-    journal.applied(applied, Date.now());
+    applyLogged(store, journal, [{ partition: 1, entries: ["old", 5, 1, 1, "new", 9, 2, 2] }, { partition: 2, entries: ["older", 3, 4, 4] }]);
     await journal.checkpoint(true);
     const removed = store.trimBefore(9, [...store.partitions.keys()], (p) => p === 1);
     expect(removed).toEqual({ flows: 1, hours: [3, 5] });
