@@ -10,16 +10,24 @@ import GracefulLeave from "./mixins/graceful-leave.middleware";
 import { brokerMiddlewares } from "./mixins/metrics";
 import { FlowmeshPrometheusReporter } from "./mixins/prometheus.reporter";
 import { createValidator } from "./mixins/validator";
+import { transporterFromEnv } from "./src/nats-options";
 
 const settings = readSettings(process.env);
 // Moleculer's Prometheus reporter, minus its own port unless METRICS_PORT asks for one (mixins/prometheus.reporter.ts).
 (MetricReporters as unknown as { register(name: string, value: unknown): void }).register("FlowmeshPrometheus", FlowmeshPrometheusReporter);
 
+// No transporter: the embedded single-process default. TRANSPORTER=nats://host:4222 joins a
+// cluster; NATS_USER/NATS_PASSWORD, NATS_TOKEN, NATS_CREDS and NATS_TLS_* add credentials
+// and TLS (src/nats-options.ts). A bad combination stops the start here.
+const transporter = transporterFromEnv(process.env);
+// moleculer-runner lets the environment override top-level options: it would put the bare
+// TRANSPORTER string back in place of these connection options, credentials and TLS lost.
+if (typeof transporter === "object" && transporter !== null) delete process.env.TRANSPORTER;
+
 const config: BrokerOptions & { flowmesh: ReturnType<typeof readSettings> } = {
   namespace: process.env.NAMESPACE || "flowmesh",
   nodeID: process.env.NODEID || null,
-  // No transporter: the embedded single-process default. Set TRANSPORTER=nats://host:4222 for a cluster.
-  transporter: process.env.TRANSPORTER || null,
+  transporter,
   logger: { type: "Console", options: { formatter: "short", colors: process.stdout.isTTY === true } },
   logLevel: (process.env.LOGLEVEL as BrokerOptions["logLevel"]) || "info",
   // JSON keeps messages readable in NATS tooling; large payloads are chunked by Flowmesh itself.

@@ -6,17 +6,30 @@
  *   TRANSPORTER=nats://127.0.0.1:4222 npm run admin -- status
  *   TRANSPORTER=nats://127.0.0.1:4222 npm run admin -- force-empty [partition ...]
  *
+ * It connects as the nodes do: NATS_USER/NATS_PASSWORD, NATS_TOKEN, NATS_CREDS and
+ * NATS_TLS_* (src/nats-options.ts) when nats-server asks for them.
+ *
  * force-empty gives up the data of partitions whose every copy is on nodes judged lost
  * (all of them, or those named): they start empty on live nodes. The coordinator logs it.
  */
 import { ServiceBroker } from "moleculer";
+import { NatsSettingsError, transporterFromEnv } from "../src/nats-options";
 import { ShardActions } from "../src/protocol";
+
+const USAGE = "usage: TRANSPORTER=nats://host:4222 [NAMESPACE=flowmesh] [NATS_USER=... NATS_PASSWORD=... | NATS_TOKEN=... | NATS_CREDS=file] [NATS_TLS_CA=file [NATS_TLS_CERT=file NATS_TLS_KEY=file]] npm run admin -- status | force-empty [partition ...]";
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
-  const transporter = process.env.TRANSPORTER;
-  if (!transporter || !["status", "force-empty"].includes(command)) {
-    console.error("usage: TRANSPORTER=nats://host:4222 [NAMESPACE=flowmesh] npm run admin -- status | force-empty [partition ...]");
+  let transporter: ReturnType<typeof transporterFromEnv>;
+  try {
+    transporter = transporterFromEnv(process.env);
+  } catch (err) {
+    if (!(err instanceof NatsSettingsError)) throw err;
+    console.error(err.message);
+    return 2;
+  }
+  if (transporter === null || !["status", "force-empty"].includes(command)) {
+    console.error(USAGE);
     return 2;
   }
   const partitions = rest.map(Number);
@@ -33,7 +46,12 @@ async function main(argv: string[]): Promise<number> {
     heartbeatInterval: 1,
     heartbeatTimeout: 2.5,
   });
-  await broker.start();
+  // Moleculer retries a failed connection every 5 s for ever: right for a node waiting for
+  // nats-server, not for a command. The first failure (refused, credentials, TLS) ends it.
+  const connectFailure = new Promise<never>((_, reject) =>
+    broker.localBus.once("$transporter.error", (payload: { error?: Error }) => reject(new Error(`cannot connect to NATS: ${payload.error?.message ?? "unknown error"}`))),
+  );
+  await Promise.race([broker.start(), connectFailure]);
   try {
     if (command === "status") {
       await broker.waitForServices("cluster", 10_000);

@@ -149,13 +149,16 @@ export interface NatsProcess {
   kill(): Promise<void>;
 }
 
-/** nats-server with JetStream, on a free port and a fresh store directory unless given (a restart). */
-export async function startNats(port?: number, storeDir?: string): Promise<NatsProcess> {
+/**
+ * nats-server with JetStream, on a free port and a fresh store directory unless given (a
+ * restart). `extraArgs` are added to its command line (e.g. `--user U --pass P`, `--tls ...`).
+ */
+export async function startNats(port?: number, storeDir?: string, extraArgs: string[] = []): Promise<NatsProcess> {
   const bin = natsServerPath();
   if (!bin) throw new Error("nats-server not found: apt-get install -y nats-server");
   const p = port ?? (await freePort());
   const store = storeDir ?? fs.mkdtempSync(path.join(os.tmpdir(), "flowmesh-nats-"));
-  const child = spawn(bin, ["-a", "127.0.0.1", "-p", String(p), "-js", "-sd", store], { stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(bin, ["-a", "127.0.0.1", "-p", String(p), "-js", "-sd", store, ...extraArgs], { stdio: ["ignore", "pipe", "pipe"] });
   const output = track(child);
   await waitFor("nats-server", async () => {
     if (child.exitCode !== null) throw new Error(`nats-server exited: ${output()}`);
@@ -196,9 +199,14 @@ export interface Cluster {
   stop(): Promise<void>;
 }
 
+export interface ClusterOptions {
+  /** Added to nats-server's command line (authentication, TLS); the nodes' `env` must match. */
+  natsArgs?: string[];
+}
+
 /** nats-server plus n Flowmesh nodes (n1..nn) on it, each running every service. */
-export async function startCluster(n: number, env: Record<string, string> = {}): Promise<Cluster> {
-  const nats = await startNats();
+export async function startCluster(n: number, env: Record<string, string> = {}, options: ClusterOptions = {}): Promise<Cluster> {
+  const nats = await startNats(undefined, undefined, options.natsArgs);
   const namespace = `test-${process.pid}-${Date.now()}`;
   const nodes: NodeProcess[] = [];
   const base = { TRANSPORTER: nats.url, NAMESPACE: namespace, ...env };
