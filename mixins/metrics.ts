@@ -18,10 +18,14 @@ interface Histogram {
   observe(value: number, labels?: Labels | null): unknown;
 }
 
-/** Why a write (or read) was refused; `error` is anything unexpected. */
-export const REASONS = ["validation", "invalid_json", "too_large", "unsupported_media_type", "sum_overflow", "unavailable", "error"] as const;
+/**
+ * Why a write (or read) was refused; `error` is anything unexpected. The gateway's own
+ * refusals: `unauthorized` (401: no or unknown API token), `forbidden` (403: the token
+ * lacks the scope), `too_many_requests` (429: MAX_INFLIGHT or the token's rate limit).
+ */
+export const REASONS = ["validation", "invalid_json", "too_large", "unsupported_media_type", "sum_overflow", "unavailable", "unauthorized", "forbidden", "too_many_requests", "error"] as const;
 export type Reason = (typeof REASONS)[number];
-const READ_REASONS: readonly Reason[] = ["validation", "unavailable", "error"];
+const READ_REASONS: readonly Reason[] = ["validation", "unavailable", "unauthorized", "forbidden", "too_many_requests", "error"];
 const ROLES = ["primary", "replica"];
 /** Seconds: a cached 100k-flow hour answers in tens of ms, a fan-out retrying a moved owner in seconds. */
 const READ_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
@@ -153,6 +157,9 @@ export function reasonOf(err: unknown): Reason {
   if (e?.type === "PAYLOAD_TOO_LARGE") return "too_large";
   if (e?.type === "INVALID_JSON") return "invalid_json";
   if (e?.type === "UNSUPPORTED_MEDIA_TYPE") return "unsupported_media_type";
+  if (e?.code === 401) return "unauthorized";
+  if (e?.code === 403) return "forbidden";
+  if (e?.code === 429) return "too_many_requests";
   if (e?.code === 503) return "unavailable";
   return "error";
 }

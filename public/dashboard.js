@@ -10,6 +10,10 @@
  *   #under-replicated [data-partition]     partitions with fewer than R copies
  *   body[data-epoch], body[data-polls]     what the last successful poll showed
  * The page polls every second (`?interval=ms` changes that, 250 ms at least).
+ *
+ * A gateway with API tokens answers 401 without one: the page then shows #token-form,
+ * asks for a token with the `read` scope, keeps it in sessionStorage (this tab only) and
+ * sends it as `Authorization: Bearer` on every poll. Polling waits while the form is shown.
  */
 "use strict";
 
@@ -20,6 +24,8 @@
     return asked > 0 ? Math.min(60000, Math.max(250, Math.round(asked))) : 1000;
   })();
   var TIMEOUT_MS = 5000;
+  var TOKEN_KEY = "flowmesh.apiToken";
+  var waitingForToken = false;
 
   // Distinct, light colours (dark text stays readable on them); then golden-angle hues.
   var PALETTE = ["#8ecae6", "#ffb703", "#90be6d", "#f4978e", "#cdb4db", "#f9c74f", "#80ed99", "#a2d2ff", "#ffafcc", "#e9c46a", "#b5e48c", "#bde0fe"];
@@ -337,16 +343,72 @@
     s.textContent = text;
   }
 
+  // sessionStorage may be unavailable (privacy settings): the token then lasts until the page reloads.
+  var tokenInMemory = null;
+  function storedToken() {
+    try {
+      return window.sessionStorage.getItem(TOKEN_KEY);
+    } catch (e) {
+      return tokenInMemory;
+    }
+  }
+  function storeToken(token) {
+    tokenInMemory = token;
+    try {
+      if (token === null) window.sessionStorage.removeItem(TOKEN_KEY);
+      else window.sessionStorage.setItem(TOKEN_KEY, token);
+    } catch (e) {
+      /* kept in memory only */
+    }
+  }
+
+  /** 401: no token or an unknown one (forgotten); 403: a token without the read scope. Polling waits for the form. */
+  function askForToken(httpStatus) {
+    var had = storedToken() !== null;
+    if (httpStatus === 401) storeToken(null);
+    waitingForToken = true;
+    $("token-label").textContent =
+      httpStatus === 403
+        ? "This token lacks the read scope; enter one that has it:"
+        : had
+          ? "The gateway did not accept this token; enter another with the read scope:"
+          : "This gateway needs an API token with the read scope:";
+    $("token-form").hidden = false;
+    setStatus("auth", "Waiting for an API token (GET /cluster answered " + httpStatus + ")");
+    $("token-input").focus();
+  }
+
+  $("token-form").addEventListener("submit", function (event) {
+    event.preventDefault();
+    var token = $("token-input").value.trim();
+    if (!token) return;
+    storeToken(token);
+    $("token-input").value = "";
+    $("token-form").hidden = true;
+    if (waitingForToken) {
+      waitingForToken = false;
+      poll();
+    }
+  });
+
   function poll() {
     var started = Date.now();
     var controller = typeof AbortController === "function" ? new AbortController() : null;
     var timer = controller ? setTimeout(function () { controller.abort(); }, TIMEOUT_MS) : null;
-    fetch("cluster", { cache: "no-store", headers: { accept: "application/json" }, signal: controller ? controller.signal : undefined })
+    var headers = { accept: "application/json" };
+    var token = storedToken();
+    if (token) headers.authorization = "Bearer " + token;
+    fetch("cluster", { cache: "no-store", headers: headers, signal: controller ? controller.signal : undefined })
       .then(function (res) {
+        if (res.status === 401 || res.status === 403) {
+          askForToken(res.status);
+          return null;
+        }
         if (!res.ok) throw new Error("GET /cluster answered " + res.status);
         return res.json();
       })
       .then(function (status) {
+        if (status === null) return;
         var now = performance.now();
         render(status, now);
         polls++;
@@ -362,7 +424,8 @@
       .then(function () {
         if (timer) clearTimeout(timer);
         if ($("status").dataset.state === "ok") document.body.classList.remove("stale");
-        setTimeout(poll, Math.max(0, POLL_MS - (Date.now() - started)));
+        // The form's submit starts polling again.
+        if (!waitingForToken) setTimeout(poll, Math.max(0, POLL_MS - (Date.now() - started)));
       });
   }
 

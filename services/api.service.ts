@@ -2,9 +2,14 @@
  * api: the HTTP gateway. Routes only: every route is an alias of an action, but
  * /health and /metrics, which answer from this process; the dashboard's static
  * files (public/) are served as moleculer-web assets.
+ *
+ * Every API request passes onBeforeCall, which admits it before anything is read or
+ * called (src/gateway/gatekeeper.ts): the route's access (src/gateway/access.ts: open, or
+ * a token with a scope, src/gateway/tokens.ts), the token's rate limit, and for writes a
+ * MAX_INFLIGHT slot (src/gateway/backpressure.ts); then it reads a POST's body. Static
+ * files and unknown URLs never reach it: they need no token.
  */
-import { existsSync } from "fs";
-import { timingSafeEqual } from "crypto";
+import { existsSync, readFileSync } from "fs";
 import type { IncomingMessage, ServerResponse } from "http";
 import * as path from "path";
 import { gzip } from "zlib";
@@ -13,21 +18,81 @@ import ApiGateway from "moleculer-web";
 import { settingsOf } from "../mixins/flowmesh.mixin";
 import { metricsOf, reasonOf, type GroupMetrics } from "../mixins/metrics";
 import { PROMETHEUS_CONTENT_TYPE, prometheusText } from "../mixins/prometheus.reporter";
+import { authMode, bearerChallenge, routeAccess, scopeChallenge, type AuthMode } from "../src/gateway/access";
+import { InflightLimit, RateLimit, ThrottledLog } from "../src/gateway/backpressure";
+import { Gatekeeper, type Refusal } from "../src/gateway/gatekeeper";
+import { parseTokens, TokenFileError, TokenSet, type Scope } from "../src/gateway/tokens";
 import { BodyError, readJsonBody } from "../src/json-body";
-import { adminRequired } from "../src/protocol";
+import { forbidden, tooManyRequests, unauthorized } from "../src/protocol";
+import type { FlowmeshSettings } from "../src/settings";
 import { parseQueryInteger } from "../src/validation";
 
 type Req = IncomingMessage & { $params: Record<string, unknown>; query: Record<string, unknown>; body?: unknown };
-type Next = (err?: unknown) => void;
+/** The alias moleculer-web matched: its method, and its path from the root (`/flows`). */
+type Alias = { method: string; fullPath: string };
 
 const RECORD_FIELD = /^flows\[(\d+)\](?:\.(.+))?$/;
 
-/** `Authorization: Bearer <token>`, compared in constant time. */
-function bearerMatches(header: string | undefined, token: string): boolean {
-  const given = Buffer.from(header?.startsWith("Bearer ") ? header.slice(7) : "");
-  const want = Buffer.from(token);
-  return given.length === want.length && timingSafeEqual(given, want);
+/** What the api service keeps to guard its routes (created() makes it). */
+interface Gate {
+  mode: AuthMode;
+  keeper: Gatekeeper;
+  /** Log lines for refused requests, at most one a second each (a client looping on a bad token must not flood the log). */
+  authRefusals: ThrottledLog;
+  overloadRefusals: ThrottledLog;
 }
+
+interface ApiThis {
+  flowmesh: FlowmeshSettings;
+  metrics: GroupMetrics<"gateway">;
+  gate: Gate;
+  logger: { info(...a: unknown[]): void; warn(...a: unknown[]): void; error(...a: unknown[]): void };
+}
+
+/** The tokens in `file`; a line that does not fit throws with the file and line (never the line's text: it may hold a secret). */
+function loadTokens(file: string): TokenSet {
+  const text = readFileSync(file, "utf8");
+  try {
+    return new TokenSet(parseTokens(text));
+  } catch (err) {
+    if (err instanceof TokenFileError) throw new Error(`API_TOKENS_FILE ${file}, line ${err.line}: ${err.message}`);
+    throw err;
+  }
+}
+
+function describeTokens(tokens: TokenSet): string {
+  return `${tokens.size} token(s)` + (tokens.size ? ` (${tokens.tokens.map((t) => `${t.name}: ${[...t.scopes].join(",")}`).join("; ")})` : ": every API request is refused");
+}
+
+function refusalError(refusal: Refusal, route: string, limits: { maxInflight: number; rateLimitPerMin: number | null }): Errors.MoleculerError {
+  switch (refusal.status) {
+    case 401:
+      return unauthorized(refusal.why);
+    case 403:
+      return forbidden(route, refusal.scope, refusal.token);
+    case 429:
+      return refusal.why === "inflight"
+        ? tooManyRequests(`this gateway holds ${limits.maxInflight} write requests already (MAX_INFLIGHT)`)
+        : tooManyRequests(`token '${refusal.token}' used its ${limits.rateLimitPerMin} requests of this minute (RATE_LIMIT_PER_MIN)`, refusal.retryAfter);
+  }
+}
+
+/**
+ * A refused request's error, counted in /metrics (reads under flowmesh_rejected_reads_total,
+ * writes and operator actions under flowmesh_rejected_batches_total) and logged (throttled)
+ * with the token's name, never its secret.
+ */
+function refuse(api: ApiThis, req: Req, route: string, scope: Scope, refusal: Refusal): Errors.MoleculerError {
+  const err = refusalError(refusal, route, api.flowmesh);
+  const reason = reasonOf(err);
+  if (scope === "read") api.metrics.flowmesh_rejected_reads_total.increment({ reason });
+  else api.metrics.flowmesh_rejected_batches_total.increment({ reason });
+  const token = refusal.status === 401 || refusal.token === null ? "" : ` token '${refusal.token}'`;
+  const line = `Refused ${err.code} ${req.method} ${(req as { parsedUrl?: string }).parsedUrl ?? req.url} from ${req.socket.remoteAddress ?? "?"}${token}: ${err.message}`;
+  (refusal.status === 429 ? api.gate.overloadRefusals : api.gate.authRefusals).note(line);
+  return err;
+}
+
 /**
  * The dashboard (public/ at the repository root): one level up from services/ (ts-node),
  * two from dist/services (the build, `npm start`, the Docker image).
@@ -81,31 +146,31 @@ const ApiService: ServiceSchema = {
             this.sendMetrics(req, res);
           },
         },
-        // Our own body reader: moleculer-web's merges an array body into an object and caps JSON at 100 kB.
-        use: [
-          function jsonBody(req: Req, _res: ServerResponse, next: Next) {
-            if (req.method !== "POST") return next();
-            const service = (req as unknown as { $service: { flowmesh: { bodyLimit: number }; metrics: GroupMetrics<"gateway"> } }).$service;
-            readJsonBody(req, service.flowmesh.bodyLimit).then(
-              (body) => {
-                req.body = body;
-                next();
-              },
-              (err) => {
-                // Refused before flows.ingest sees it (which counts every other outcome).
-                service.metrics.flowmesh_rejected_batches_total.increment({ reason: reasonOf(err) });
-                next(err instanceof BodyError ? new Errors.MoleculerClientError(err.message, err.status, err.type) : err);
-              },
-            );
-          },
-        ],
-        onBeforeCall(this: { flowmesh: { adminToken: string | null } }, ctx: { meta: Record<string, unknown> }, _route: unknown, req: Req) {
+        // Our own body reader, in onBeforeCall once the request is admitted: moleculer-web's
+        // merges an array body into an object and caps JSON at 100 kB.
+        async onBeforeCall(this: ApiThis, ctx: { meta: Record<string, unknown> }, _route: unknown, req: Req, res: ServerResponse, alias: Alias) {
+          const route = `${alias.method} ${alias.fullPath}`;
+          const access = routeAccess(route);
+          let token: string | null = null;
+          if (access !== "open") {
+            const admission = this.gate.keeper.admit(access, req.headers.authorization);
+            if (!admission.ok) throw refuse(this, req, route, access, admission.refusal);
+            token = admission.token;
+            // A write's slot is freed however the request ends: answered, failed, or the client gone.
+            if (admission.release) res.once("close", admission.release);
+          }
           if (req.method === "DELETE") {
-            // An admin's action: only with ADMIN_TOKEN configured and presented.
-            const token = this.flowmesh.adminToken;
-            if (token === null || !bearerMatches(req.headers.authorization, token)) throw adminRequired(token !== null);
             req.$params = { before: parseQueryInteger(req.query.before) };
+            // An operator's action: who did it belongs in the log.
+            this.logger.info(`${route}?before=${JSON.stringify(req.$params.before)} by token '${token}'`);
           } else if (req.method === "POST") {
+            try {
+              req.body = await readJsonBody(req, this.flowmesh.bodyLimit);
+            } catch (err) {
+              // Refused before flows.ingest sees it (which counts every other outcome).
+              this.metrics.flowmesh_rejected_batches_total.increment({ reason: reasonOf(err) });
+              throw err instanceof BodyError ? new Errors.MoleculerClientError(err.message, err.status, err.type) : err;
+            }
             const key = req.headers["idempotency-key"];
             // A single object is a batch of one.
             const flows = Array.isArray(req.body) ? req.body : req.body !== null && typeof req.body === "object" ? [req.body] : req.body;
@@ -135,7 +200,12 @@ const ApiService: ServiceSchema = {
         }
         err.message = `Invalid request: ${problems.length} problem(s). ` + problems.slice(0, 5).map((p) => p.message).join(" ") + (problems.length > 5 ? " ..." : "");
       }
-      if (err && err.code === 503 && !res.headersSent) res.setHeader("Retry-After", "1");
+      if (err && !res.headersSent) {
+        const data = (err.data ?? {}) as { why?: string; token?: string | null; scope?: Scope; retryAfter?: number };
+        if (err.code === 503 || err.code === 429) res.setHeader("Retry-After", String(data.retryAfter ?? 1));
+        if (err.code === 401) res.setHeader("WWW-Authenticate", bearerChallenge(data.why ?? "missing"));
+        if (err.code === 403 && data.token && data.scope) res.setHeader("WWW-Authenticate", scopeChallenge(data.scope));
+      }
       return baseSendError.call(this, req, res, err);
     },
 
@@ -162,6 +232,39 @@ const ApiService: ServiceSchema = {
     this.settings.port = s.port;
     this.settings.ip = s.host;
     if (!PUBLIC_DIR) this.logger.warn(`Dashboard files not found (public/index.html near ${__dirname}): GET / answers 404`);
+    // Throws, and so stops the start, on a non-loopback HOST without tokens or AUTH=none, or on a bad tokens file.
+    const mode = authMode({ tokensFile: s.apiTokensFile, authNone: s.authNone, host: s.host, port: s.port });
+    const tokens = mode.kind === "tokens" ? loadTokens(mode.file) : null;
+    const gate: Gate = {
+      mode,
+      // The rate limit is per token: without tokens there is nothing to key it by.
+      keeper: new Gatekeeper(tokens, new InflightLimit(s.maxInflight), tokens && s.rateLimitPerMin !== null ? new RateLimit(s.rateLimitPerMin) : null),
+      authRefusals: new ThrottledLog((line) => this.logger.warn(line)),
+      overloadRefusals: new ThrottledLog((line) => this.logger.info(line)),
+    };
+    this.gate = gate;
+    if (tokens) this.logger.info(`API tokens from ${mode.kind === "tokens" ? mode.file : ""}: ${describeTokens(tokens)}`);
+    else if (mode.kind === "open" && mode.because === "AUTH=none") this.logger.warn(`AUTH=none: serving HTTP on ${s.host}:${s.port} without API tokens (DELETE /flows is refused)`);
+  },
+
+  started() {
+    const gate = this.gate as Gate;
+    if (gate.mode.kind !== "tokens") return;
+    const file = gate.mode.file;
+    // SIGHUP re-reads the tokens file (rotation without a restart); a bad file keeps the tokens in use.
+    this.reloadTokens = () => {
+      try {
+        gate.keeper.tokens = loadTokens(file);
+        this.logger.info(`SIGHUP: API tokens reloaded: ${describeTokens(gate.keeper.tokens)}`);
+      } catch (err) {
+        this.logger.error(`SIGHUP: API tokens NOT reloaded, keeping the ${gate.keeper.tokens?.size ?? 0} in use: ${(err as Error).message}`);
+      }
+    };
+    process.on("SIGHUP", this.reloadTokens);
+  },
+
+  stopped() {
+    if (this.reloadTokens) process.removeListener("SIGHUP", this.reloadTokens);
   },
 };
 

@@ -99,7 +99,12 @@ export const ErrorTypes = {
   logUnwritable: "LOG_UNWRITABLE",
   /** A record for an hour older than RETENTION_HOURS keeps. */
   hourExpired: "HOUR_EXPIRED",
-  adminRequired: "ADMIN_REQUIRED",
+  /** 401: no API token, or one the gateway does not know. */
+  unauthorized: "UNAUTHORIZED",
+  /** 403: a known API token without the scope the route needs (or operator actions without any tokens). */
+  forbidden: "FORBIDDEN",
+  /** 429: the gateway holds MAX_INFLIGHT write requests already, or the token's RATE_LIMIT_PER_MIN is used up. */
+  tooManyRequests: "TOO_MANY_REQUESTS",
 } as const;
 
 function listed(partitions: number[]): string {
@@ -160,10 +165,24 @@ export function hourExpired(index: number, hour: number, oldest: number): Errors
   );
 }
 
-export function adminRequired(configured: boolean): Errors.MoleculerClientError {
-  return configured
-    ? new Errors.MoleculerClientError("This needs the admin token: Authorization: Bearer <ADMIN_TOKEN>", 401, ErrorTypes.adminRequired)
-    : new Errors.MoleculerClientError("Disabled: set ADMIN_TOKEN on the gateway to allow it", 403, ErrorTypes.adminRequired);
+/** 401 (the gateway adds `WWW-Authenticate: Bearer`). Never echoes what was presented. */
+export function unauthorized(why: "missing" | "unknown"): Errors.MoleculerClientError {
+  const message = why === "missing" ? "This needs an API token: Authorization: Bearer <token>" : "Unknown API token";
+  return new Errors.MoleculerClientError(message, 401, ErrorTypes.unauthorized, { why });
+}
+
+/** 403: `token` (its name; null when the gateway has no tokens at all) may not use a route that needs `scope`. */
+export function forbidden(route: string, scope: string, token: string | null): Errors.MoleculerClientError {
+  const message =
+    token === null
+      ? `${route} needs an API token with the ${scope} scope, and this gateway has none: give it API_TOKENS_FILE`
+      : `Token '${token}' lacks the ${scope} scope that ${route} needs`;
+  return new Errors.MoleculerClientError(message, 403, ErrorTypes.forbidden, { scope, token });
+}
+
+/** 429, sent with `Retry-After: <retryAfter>` (seconds); a retry with the same Idempotency-Key is safe. */
+export function tooManyRequests(why: string, retryAfter = 1): Errors.MoleculerRetryableError {
+  return new Errors.MoleculerRetryableError(`Too many requests: ${why}; retry in ${retryAfter} s`, 429, ErrorTypes.tooManyRequests, { why, retryAfter });
 }
 
 export function logUnwritable(why: string): Errors.MoleculerRetryableError {

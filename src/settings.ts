@@ -35,8 +35,17 @@ export interface FlowmeshSettings {
   durability: Durability;
   /** Hours kept (RETENTION_HOURS): older ones are dropped everywhere and refused; null keeps every hour. */
   retentionHours: number | null;
-  /** Bearer token that DELETE /flows requires (ADMIN_TOKEN); null: DELETE /flows is refused. */
-  adminToken: string | null;
+  /** API tokens with their scopes (API_TOKENS_FILE, re-read on SIGHUP); null: no tokens (see authNone). */
+  apiTokensFile: string | null;
+  /**
+   * AUTH=none: serve without tokens even on a non-loopback HOST. Without it and without
+   * API_TOKENS_FILE, a gateway binds only to a loopback address (it refuses to start otherwise).
+   */
+  authNone: boolean;
+  /** Write requests a gateway holds at a time (MAX_INFLIGHT); the next gets 429 with Retry-After. */
+  maxInflight: number;
+  /** Requests per minute per API token (RATE_LIMIT_PER_MIN), over every route; null: no limit. */
+  rateLimitPerMin: number | null;
 }
 
 /** The hour now, as records count hours: whole hours since the Unix epoch. */
@@ -77,6 +86,14 @@ function bool(env: NodeJS.ProcessEnv, name: string, fallback: boolean): boolean 
   throw new Error(`${name} must be true or false, got ${JSON.stringify(raw)}`);
 }
 
+/** AUTH: `none` or unset; anything else is a typo that must not open or close the gateway by accident. */
+function authNone(env: NodeJS.ProcessEnv): boolean {
+  const raw = env.AUTH;
+  if (raw === undefined || raw === "") return false;
+  if (raw === "none") return true;
+  throw new Error(`AUTH must be none (serve without API tokens) or unset, got ${JSON.stringify(raw)}`);
+}
+
 export function readSettings(env: NodeJS.ProcessEnv = process.env): FlowmeshSettings {
   return {
     port: int(env, "PORT", 3000, 0),
@@ -95,6 +112,9 @@ export function readSettings(env: NodeJS.ProcessEnv = process.env): FlowmeshSett
     dataDir: env.DATA_DIR || null,
     durability: oneOf(env, "DURABILITY", DURABILITY_MODES, "sync"),
     retentionHours: env.RETENTION_HOURS ? int(env, "RETENTION_HOURS", 0, 1) : null,
-    adminToken: env.ADMIN_TOKEN || null,
+    apiTokensFile: env.API_TOKENS_FILE || null,
+    authNone: authNone(env),
+    maxInflight: int(env, "MAX_INFLIGHT", 64, 1),
+    rateLimitPerMin: env.RATE_LIMIT_PER_MIN ? int(env, "RATE_LIMIT_PER_MIN", 0, 1) : null,
   };
 }
