@@ -27,7 +27,8 @@ COPY public ./public
 
 # Defaults for a container; every one can be overridden (docker run -e / compose).
 # HOST must be 0.0.0.0 in a container: the code's default (127.0.0.1) is unreachable
-# through a published port. SERVICEDIR lets SERVICES name services by short name.
+# through a published port. So a gateway from this image needs API_TOKENS_FILE (or
+# AUTH=none) to start (README "Security"). SERVICEDIR lets SERVICES name services by short name.
 ENV SERVICEDIR=dist/services \
     HOST=0.0.0.0 \
     PORT=3000

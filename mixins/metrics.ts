@@ -23,7 +23,7 @@ interface Histogram {
  * refusals: `unauthorized` (401: no or unknown API token), `forbidden` (403: the token
  * lacks the scope), `too_many_requests` (429: MAX_INFLIGHT or the token's rate limit).
  */
-export const REASONS = ["validation", "invalid_json", "too_large", "unsupported_media_type", "sum_overflow", "unavailable", "unauthorized", "forbidden", "too_many_requests", "error"] as const;
+export const REASONS = ["validation", "invalid_json", "too_large", "unsupported_media_type", "sum_overflow", "hour_expired", "unavailable", "unauthorized", "forbidden", "too_many_requests", "error"] as const;
 export type Reason = (typeof REASONS)[number];
 const READ_REASONS: readonly Reason[] = ["validation", "unavailable", "unauthorized", "forbidden", "too_many_requests", "error"];
 const ROLES = ["primary", "replica"];
@@ -154,6 +154,7 @@ export function reasonOf(err: unknown): Reason {
   const e = err as { name?: string; type?: string; code?: number } | null;
   if (e?.name === "ValidationError") return "validation";
   if (e?.type === "SUM_OVERFLOW") return "sum_overflow";
+  if (e?.type === "HOUR_EXPIRED") return "hour_expired";
   if (e?.type === "PAYLOAD_TOO_LARGE") return "too_large";
   if (e?.type === "INVALID_JSON") return "invalid_json";
   if (e?.type === "UNSUPPORTED_MEDIA_TYPE") return "unsupported_media_type";
