@@ -1,4 +1,4 @@
-// Minimal typings for the parts of autocannon@8's programmatic API that bench/run.ts uses
+// Minimal typings for the parts of autocannon@8's programmatic API that bench/harness/load.ts uses
 // (the package ships no types, and @types/autocannon is not installed).
 declare module "autocannon" {
   namespace autocannon {

@@ -162,6 +162,8 @@ export class Journal {
   async checkpoint(force = false): Promise<{ partitions: number; segmentsDeleted: number }> {
     const every = this.o.checkpointMs ?? 60_000;
     const due = force || this.bytesSinceCheckpoint >= (this.o.checkpointBytes ?? 64 * 1024 * 1024) || Date.now() - this.lastRound >= every;
+    // A forced round (a clean stop) waits for a round under way, then covers what it missed.
+    while (force && this.checkpointing) await new Promise((r) => setTimeout(r, 20));
     if (this.checkpointing || !due) return { partitions: 0, segmentsDeleted: 0 };
     this.checkpointing = true;
     this.lastRound = Date.now();
