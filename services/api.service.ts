@@ -23,7 +23,8 @@ import { InflightLimit, RateLimit, ThrottledLog } from "../src/gateway/backpress
 import { Gatekeeper, type Refusal } from "../src/gateway/gatekeeper";
 import { parseTokens, TokenFileError, TokenSet, type Scope } from "../src/gateway/tokens";
 import { BodyError, readJsonBody } from "../src/json-body";
-import { forbidden, tooManyRequests, unauthorized } from "../src/protocol";
+import { forbidden, invalidParams, tooManyRequests, unauthorized } from "../src/protocol";
+import { responseFormat } from "../src/query/format";
 import type { FlowmeshSettings } from "../src/settings";
 import { parseQueryInteger } from "../src/validation";
 
@@ -32,6 +33,11 @@ type Req = IncomingMessage & { $params: Record<string, unknown>; query: Record<s
 type Alias = { method: string; fullPath: string };
 
 const RECORD_FIELD = /^flows\[(\d+)\](?:\.(.+))?$/;
+
+/** Query parameters that are integers (an hour, a count), given as canonical decimal digits. */
+const QUERY_INTEGERS = ["hour", "from", "to", "n"];
+/** Routes whose answer the client may ask for as CSV (`format=csv` or `Accept: text/csv`). */
+const RENDERED_ROUTES: ReadonlySet<string> = new Set(["GET /flows", "GET /flows/top"]);
 
 /** What the api service keeps to guard its routes (created() makes it). */
 interface Gate {
@@ -134,6 +140,8 @@ const ApiService: ServiceSchema = {
         aliases: {
           "POST /flows": "flows.ingest",
           "GET /flows": "flows.aggregate",
+          "GET /flows/top": "flows.top",
+          "GET /flows/hours": "flows.hours",
           "DELETE /flows": "flows.deleteBefore",
           "GET /cluster": "cluster.status",
           "GET /ready": "cluster.ready",
@@ -177,10 +185,15 @@ const ApiService: ServiceSchema = {
             req.$params = key === undefined ? { flows } : { flows, idempotencyKey: key };
           } else {
             req.$params = { ...req.query };
-            if (req.$params.hour !== undefined) {
-              req.$params.hour = parseQueryInteger(req.$params.hour);
-              // flows.aggregate answers HTTP with the JSON bytes (and may serve them again unchanged).
-              ctx.meta.renderJson = true;
+            for (const name of QUERY_INTEGERS) if (req.$params[name] !== undefined) req.$params[name] = parseQueryInteger(req.$params[name]);
+            if (RENDERED_ROUTES.has(route)) {
+              const format = responseFormat(req.$params.format, req.headers.accept);
+              if (format === null) throw invalidParams([{ type: "enumValue", field: "format", message: "The 'format' field must be csv or json.", actual: req.$params.format }]);
+              delete req.$params.format;
+              // Rendered for HTTP by the action: GET /flows as JSON bytes (an hour's may be served
+              // again unchanged; a range's are streamed), either route as a CSV stream.
+              if (format === "csv") ctx.meta.renderCsv = true;
+              else if (route === "GET /flows") ctx.meta.renderJson = true;
             }
           }
         },
@@ -206,7 +219,16 @@ const ApiService: ServiceSchema = {
         if (err.code === 401) res.setHeader("WWW-Authenticate", bearerChallenge(data.why ?? "missing"));
         if (err.code === 403 && data.token && data.scope) res.setHeader("WWW-Authenticate", scopeChallenge(data.scope));
       }
-      return baseSendError.call(this, req, res, err);
+      try {
+        return baseSendError.call(this, req, res, err);
+      } catch (failure) {
+        // An error moleculer-web cannot render (e.g. data too deep to serialise) must not take the process down.
+        this.logger.warn(`Could not render an error answer (${(failure as Error).message}); sending a plain one`);
+        if (res.headersSent) return void res.end();
+        res.statusCode = typeof err?.code === "number" && err.code >= 400 && err.code < 600 ? err.code : 500;
+        res.setHeader("Content-Type", "application/json; charset=utf-8");
+        res.end(JSON.stringify({ name: String(err?.name ?? "Error"), message: String(err?.message ?? "").slice(0, 500), code: res.statusCode, type: String(err?.type ?? "") }));
+      }
     },
 
     /** GET /metrics: Prometheus text exposition 0.0.4, gzipped when the scraper accepts it (Prometheus does). */

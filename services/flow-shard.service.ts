@@ -22,6 +22,9 @@ import {
   notCoordinator,
   type ApplyParams,
   type GroupRefusal,
+  type GroupsMoreParams,
+  type GroupsParams,
+  type HoursParams,
   type LoadChunkParams,
   type ReadParams,
   type ReplicateParams,
@@ -33,6 +36,7 @@ import { Handoff } from "../src/shard/handoff";
 import { CoordinatorLease, type LeaseValue } from "../src/shard/lease";
 import { Liveness, type Beat } from "../src/shard/liveness";
 import { PartitionRoles, Role, type Listing } from "../src/shard/partition-roles";
+import { ShardQueries } from "../src/query/shard-queries";
 import { ReadPath } from "../src/shard/read-path";
 import { WritePath } from "../src/shard/write-path";
 
@@ -124,6 +128,27 @@ const FlowShardService: ServiceSchema = {
       visibility: "public",
       handler(ctx: Context<{ cursor: string }>) {
         return (this.readPath as ReadPath).readMore(ctx.params.cursor);
+      },
+    },
+
+    /**
+     * Top-N's share of a primary: per-group sums of its partitions' flows over a range of
+     * hours, fenced as reads are; paged when the caller is remote (`{ cursor }` asks for the next page).
+     */
+    groups: {
+      visibility: "public",
+      handler(ctx: Context<GroupsParams | GroupsMoreParams>) {
+        const queries = this.queries as ShardQueries;
+        const params = ctx.params;
+        return "cursor" in params ? queries.groupsMore(params.cursor) : queries.groups(params, ctx.nodeID !== this.broker.nodeID);
+      },
+    },
+
+    /** The oldest and newest hour the given partitions hold, fenced as reads are. */
+    hours: {
+      visibility: "public",
+      handler(ctx: Context<HoursParams>) {
+        return (this.queries as ShardQueries).hours(ctx.params);
       },
     },
 
@@ -304,6 +329,15 @@ const FlowShardService: ServiceSchema = {
       if (held !== null && held < oldest) this.trimBefore(oldest).catch((err: Error) => this.logger.warn(`Retention: ${err.message}`));
     },
 
+    /** Called on SIGTERM after leaving: a checkpoint of every changed partition (the next start reads little log). */
+    async checkpointAll(): Promise<void> {
+      const journal = this.journal as Journal | null;
+      if (!journal) return;
+      const started = Date.now();
+      const { partitions } = await journal.checkpoint(true);
+      if (partitions > 0) this.logger.info(`Checkpointed ${partitions} partition(s) in ${Date.now() - started} ms before stopping`);
+    },
+
     /** Called on SIGTERM (mixins/graceful-leave.middleware.ts): hand every partition off first. */
     async leaveCluster(): Promise<void> {
       const table: PlacementTable | null = this.placement;
@@ -452,6 +486,12 @@ const FlowShardService: ServiceSchema = {
       store: this.store,
       notServedAsPrimary: (partitions, epoch) => (this.writePath as WritePath).notServedAsPrimary(partitions, epoch),
       confirmLatest: () => (this.broker.transit ? store.confirmLatest() : Promise.resolve(store.table)),
+      now: () => Date.now(),
+      cursorMs: READ_CURSOR_MS,
+    });
+    this.queries = new ShardQueries({
+      store: this.store,
+      confirmServing: (partitions, epoch) => (this.readPath as ReadPath).confirmServing(partitions, epoch),
       now: () => Date.now(),
       cursorMs: READ_CURSOR_MS,
     });

@@ -13,11 +13,28 @@ import { metricsOf } from "../mixins/metrics";
 import { groupByPrimary, messageBytes, packMessages, partitionsByPrimary, splitByPartition, splitOversized, toMessage, type FlowRecord } from "../src/batching";
 import { toFlowRecords, type FlowFilter } from "../src/flow-key";
 import { mergeRuns, type FlowRun, type SubBatch } from "../src/partition-store";
-import { RenderedReadCache, filterKey, renderFlowRecords } from "../src/rendered-reads";
+import { RenderedReadCache, filterKey, readVersionCache, renderFlowRecords, type ReadVersions } from "../src/rendered-reads";
 import { readSettings } from "../src/settings";
-import { aggregateParams, ingestParams } from "../src/validation";
+import { aggregateParams, groupByOf, ingestParams, isInvalid, requestedHours, topParams, type Invalid } from "../src/validation";
 import { WriteCoalescer } from "../src/write-coalescer";
-import { MESSAGE_BYTES, ShardActions, hourExpired, isFinal, noPrimary, partitionUnavailable, type GroupResult, type ReadPage } from "../src/protocol";
+import {
+  MESSAGE_BYTES,
+  ShardActions,
+  hourExpired,
+  invalidParams,
+  isFinal,
+  noPrimary,
+  partitionUnavailable,
+  sumOverflow,
+  type GroupResult,
+  type GroupsPage,
+  type HourBounds,
+  type ReadPage,
+} from "../src/protocol";
+import { CSV_CONTENT_TYPE, csvStream } from "../src/query/csv";
+import { jsonArrayStream } from "../src/query/json-stream";
+import { collectRange, readRange, widestHours } from "../src/query/range";
+import { GroupSums, rankTop, TotalOverflowError, TOP_TOTALS, type GroupColumns, type TopMetric } from "../src/query/top";
 import { oldestKeptHour } from "../src/settings";
 
 // Param schemas are fixed when the service is defined: limits come from the environment.
@@ -48,11 +65,36 @@ interface NodeRead {
   version: number;
 }
 
-/** Per (hour, filter): the epoch and each owner's hour version behind the body last rendered. */
-interface ReadVersions {
-  epoch: number;
-  versions: Record<string, number>;
+/** How an HTTP caller asked for the answer (set by the api service); broker callers set neither. */
+interface RenderMeta {
+  renderJson?: boolean;
+  renderCsv?: boolean;
+  $responseType?: string;
+  $responseHeaders?: Record<string, string>;
 }
+
+/** A read's hours and filters, as flows.aggregate and flows.top take them. */
+type HoursQuery = { hour?: number; from?: number; to?: number } & FlowFilter;
+
+/** Checked parameters, or a ValidationError with their problems (400 over HTTP). */
+function checked<T>(result: T | Invalid): T {
+  if (isInvalid(result)) throw invalidParams(result.problems);
+  return result;
+}
+
+function filterOf(params: HoursQuery): FlowFilter {
+  const { src_app, dest_app, vpc_id } = params;
+  return { src_app, dest_app, vpc_id };
+}
+
+/** Answer as CSV: its content type, and a file name for browsers that save it. */
+function asCsv(meta: RenderMeta, name: string): void {
+  meta.$responseType = CSV_CONTENT_TYPE;
+  meta.$responseHeaders = { "Content-Disposition": `attachment; filename="${name}.csv"` };
+}
+
+/** Columns of GET /flows as CSV. */
+const FLOW_COLUMNS = ["src_app", "dest_app", "vpc_id", "hour", "bytes_tx", "bytes_rx"];
 
 function versionString(epoch: number, nodes: [string, number[]][], results: NodeRead[]): string {
   return `${epoch}|` + nodes.map(([n], i) => `${n}:${results[i].version}`).join(",");
@@ -123,6 +165,10 @@ const FlowsService: ServiceSchema = {
     aggregate: {
       params: aggregateParams(limits),
       async handler(ctx: Context<{ hour: number } & FlowFilter, { renderJson?: boolean; $responseType?: string }>) {
+        const query = ctx.params as HoursQuery;
+        // Ranges, and CSV, are streamed hour by hour; one hour as JSON takes the path below (and its cache).
+        const oneHourAsJson = query.hour !== undefined && query.from === undefined && query.to === undefined && !(ctx.meta as RenderMeta).renderCsv;
+        if (!oneHourAsJson) return this.aggregateRange(ctx);
         const { hour, src_app, dest_app, vpc_id } = ctx.params;
         const filter: FlowFilter = { src_app, dest_app, vpc_id };
         // HTTP callers get the JSON bytes, which can be kept and served again while the hour is unchanged.
@@ -176,6 +222,45 @@ const FlowsService: ServiceSchema = {
     },
 
     /**
+     * The top talkers over an hour or a range: each primary sums its partitions' flows per
+     * group (flow-shard.groups), this gateway adds the partial sums up and ranks them.
+     * Exact: a total past 2^53-1 is refused (422 SUM_OVERFLOW), never rounded.
+     */
+    top: {
+      params: topParams(limits),
+      async handler(ctx: Context<HoursQuery & { by?: string | string[]; metric: TopMetric; n: number }, RenderMeta>) {
+        const { from, to } = checked(requestedHours(ctx.params, limits.maxRangeHours));
+        const by = checked(groupByOf(ctx.params.by));
+        const filter = filterOf(ctx.params);
+        const partials: GroupColumns[][] = await this.askPrimaries((nodeID: string, partitions: number[], epoch: number) =>
+          this.groupsFrom(ctx, nodeID, { epoch, partitions, from, to, filter, by }),
+        );
+        const sums = new GroupSums();
+        for (const pages of partials) for (const page of pages) sums.addAll(page);
+        let answer;
+        try {
+          answer = rankTop(sums, { from, to, by, metric: ctx.params.metric, n: ctx.params.n });
+        } catch (err) {
+          if (err instanceof TotalOverflowError) throw sumOverflow(err.message, { from, to, filter, total: err.total });
+          throw err;
+        }
+        if (!ctx.meta.renderCsv) return answer;
+        asCsv(ctx.meta, `flows-top-${from}-${to}`);
+        return csvStream([...by, ...TOP_TOTALS], [answer.top]);
+      },
+    },
+
+    /** The newest and oldest hour holding data on any primary (null: no data at all). */
+    hours: {
+      async handler(ctx: Context) {
+        const bounds: HourBounds[] = await this.askPrimaries((nodeID: string, partitions: number[], epoch: number) =>
+          ctx.call<HourBounds, object>(ShardActions.hours, { epoch, partitions }, { nodeID }),
+        );
+        return widestHours(bounds);
+      },
+    },
+
+    /**
      * Remove every hour before `before`, on every shard node and every copy, durably
      * (DELETE /flows?before=H, an admin's action). Answers what was removed.
      */
@@ -204,11 +289,83 @@ const FlowsService: ServiceSchema = {
   created() {
     this.writers = new Map<string, WriteCoalescer<WriteGroup, GroupResult>>();
     this.metrics = metricsOf(this.broker, "gateway");
+    // Both keyed by what clients read (any hour, any filter), so both bounded (src/rendered-reads.ts).
     this.rendered = new RenderedReadCache();
-    this.readVersions = new Map<string, ReadVersions>();
+    this.readVersions = readVersionCache();
   },
 
   methods: {
+    /**
+     * flows.aggregate over a range of hours (or one hour as CSV), hour by hour: HTTP
+     * callers get it streamed as it is read, never whole in memory; broker callers the array.
+     */
+    async aggregateRange(ctx: Context<HoursQuery, RenderMeta>) {
+      const { from, to } = checked(requestedHours(ctx.params, limits.maxRangeHours));
+      const filter = filterOf(ctx.params);
+      // Hours are read after this action has answered (with the stream): under a context of
+      // their own, as the request's would time them out after its requestTimeout.
+      const reader = this.broker.ContextFactory.create(this.broker);
+      const slices = await readRange(from, to, (hour) => this.readHour(reader, hour, filter));
+      if (ctx.meta.renderCsv) {
+        asCsv(ctx.meta, `flows-${from}-${to}`);
+        return csvStream(FLOW_COLUMNS, slices);
+      }
+      if (!ctx.meta.renderJson) return collectRange(slices);
+      ctx.meta.$responseType = "application/json; charset=utf-8";
+      return jsonArrayStream(slices);
+    },
+
+    /** The sorted flows of one hour over every partition's primary. */
+    async readHour(ctx: Context, hour: number, filter: FlowFilter): Promise<FlowRun> {
+      const runs: FlowRun[] = await this.askPrimaries(async (nodeID: string, partitions: number[], epoch: number) => {
+        const read: NodeRead = await this.readFrom(ctx, nodeID, { epoch, hour, filter, partitions });
+        return read.run as FlowRun;
+      });
+      return mergeRuns(runs);
+    },
+
+    /**
+     * Ask the primary of every partition about its partitions, as a read does: by the
+     * newest table, again on a fresh one while owners move or cannot be reached (503 once
+     * RETRY_WINDOW_MS is over; at once for partitions waiting for a lost node). One answer per node.
+     */
+    async askPrimaries<T>(ask: (nodeID: string, partitions: number[], epoch: number) => Promise<T>): Promise<T[]> {
+      let answers: T[] = [];
+      await this.withRetries(this.flowmesh.partitions, async (table: PlacementTable) => {
+        refuseUnavailable(table, table.owners.keys());
+        const byNode = partitionsByPrimary(table.owners);
+        if (byNode.has(undefined)) return { pending: null, cause: "unplaced partitions" };
+        let cause = "";
+        const results = await Promise.all(
+          Array.from(byNode as Map<string, number[]>, ([nodeID, partitions]) =>
+            ask(nodeID, partitions, table.epoch).then(
+              (answer) => ({ answer }),
+              (err: unknown) => {
+                if (isFinal(err)) throw err;
+                cause = (err as Error).message;
+                return null;
+              },
+            ),
+          ),
+        );
+        if (results.some((r) => r === null)) return { pending: null, cause };
+        answers = results.map((r) => r!.answer);
+        return null;
+      });
+      return answers;
+    },
+
+    /** One primary's per-group sums for top-N, page by page. */
+    async groupsFrom(ctx: Context, nodeID: string, params: object): Promise<GroupColumns[]> {
+      let page = (await ctx.call(ShardActions.groups, params, { nodeID })) as GroupsPage;
+      const pages = [page.groups];
+      while (page.cursor !== null) {
+        page = (await ctx.call(ShardActions.groups, { cursor: page.cursor }, { nodeID })) as GroupsPage;
+        pages.push(page.groups);
+      }
+      return pages;
+    },
+
     /**
      * The writes to one shard node: concurrent requests' groups share its messages
      * (WRITES_IN_FLIGHT messages to a node unanswered at a time).

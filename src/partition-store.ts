@@ -663,6 +663,33 @@ export class PartitionStore {
     return { flows, hours: [...hours].sort((a, b) => a - b) };
   }
 
+  /**
+   * Calls visit for every flow of `hour` in one partition (in no particular order): the
+   * per-group sums of top-N queries are added up from it (src/query/shard-queries.ts).
+   */
+  forEachFlow(partitionId: number, hour: number, visit: (key: string, tx: number, rx: number) => void): void {
+    const table = this.partitions.get(partitionId)?.hours.get(hour);
+    if (table === undefined) return;
+    const { keys, sums } = table;
+    for (let slot = 0, n = table.size; slot < n; slot++) visit(keys[slot], sums[2 * slot], sums[2 * slot + 1]);
+  }
+
+  /** The oldest and newest hour holding a flow in the given partitions (null: none). */
+  hourBounds(partitionIds: Iterable<number>): { oldest: number | null; newest: number | null } {
+    let oldest: number | null = null;
+    let newest: number | null = null;
+    for (const id of partitionIds) {
+      const p = this.partitions.get(id);
+      if (p === undefined) continue;
+      for (const [hour, table] of p.hours) {
+        if (table.size === 0) continue;
+        if (oldest === null || hour < oldest) oldest = hour;
+        if (newest === null || hour > newest) newest = hour;
+      }
+    }
+    return { oldest, newest };
+  }
+
   /** The oldest hour held (null: none). */
   oldestHour(): number | null {
     let oldest: number | null = null;

@@ -9,6 +9,8 @@ import { Errors } from "moleculer";
 import type { SubBatchMessage } from "./batching";
 import type { FlowFilter } from "./flow-key";
 import type { ApplyResult, FlowRun, SnapshotChunk } from "./partition-store";
+import type { GroupColumns, GroupField } from "./query/top";
+import type { ParamProblem } from "./validation";
 
 export const SHARD_SERVICE = "flow-shard";
 
@@ -27,6 +29,8 @@ export const ShardActions = {
   leave: `${SHARD_SERVICE}.leave`,
   forceEmpty: `${SHARD_SERVICE}.forceEmpty`,
   trim: `${SHARD_SERVICE}.trim`,
+  groups: `${SHARD_SERVICE}.groups`,
+  hours: `${SHARD_SERVICE}.hours`,
 } as const;
 
 /** Under NATS's default 1 MB payload limit, with room for Moleculer's envelope. */
@@ -62,6 +66,38 @@ export interface ReadPage {
   cursor: string | null;
   version: number;
   unchanged?: boolean;
+}
+
+/** Gateway -> primary (top-N): the per-group sums of its partitions' flows over hours from..to. */
+export interface GroupsParams {
+  epoch: number;
+  partitions: number[];
+  from: number;
+  to: number;
+  filter: FlowFilter;
+  by: GroupField[];
+}
+
+/** The next page of a groups answer. */
+export interface GroupsMoreParams {
+  cursor: string;
+}
+
+/** A page of per-group sums (under MESSAGE_BYTES to a remote caller); cursor: more to ask for. */
+export interface GroupsPage {
+  groups: GroupColumns;
+  cursor: string | null;
+}
+
+/** Gateway -> primary: the oldest and newest hour its partitions hold. */
+export interface HoursParams {
+  epoch: number;
+  partitions: number[];
+}
+
+export interface HourBounds {
+  oldest: number | null;
+  newest: number | null;
 }
 
 export interface LoadChunkParams {
@@ -146,6 +182,11 @@ export function notLoading(partition: number): Errors.MoleculerError {
 
 export function cursorExpired(): Errors.MoleculerRetryableError {
   return new Errors.MoleculerRetryableError("Read cursor expired", 503, ErrorTypes.cursorExpired);
+}
+
+/** 400 over HTTP (422 to broker callers), as fastest-validator's own: `problems` in its error shape. */
+export function invalidParams(problems: ParamProblem[]): Errors.ValidationError {
+  return new Errors.ValidationError("Parameters validation error!", "VALIDATION_ERROR", problems);
 }
 
 export function notReady(message: string, data: object): Errors.MoleculerRetryableError {

@@ -14,16 +14,56 @@
  *   return body, with ctx.meta.$responseType = "application/json; charset=utf-8"
  *
  * (only for HTTP callers: broker callers of flows.aggregate keep getting the array).
+ *
+ * Both caches here are keyed by what a client asks for (any hour, any filter strings),
+ * so both are bounded, in entries and in bytes (lru-cache, least recently used out
+ * first): a client reading ever-new filters costs a gateway at most these bounds.
+ *
+ *   rendered bodies:   RENDERED_MAX_ENTRIES (1,024) and RENDERED_MAX_BYTES (64 MiB)
+ *   read versions:     READ_VERSIONS_MAX_ENTRIES (1,024) and READ_VERSIONS_MAX_BYTES (2 MiB)
+ *
+ * Bytes are the body's bytes plus a conservative estimate of what the entry keeps on
+ * the heap (its key and version strings at two bytes a character, and a fixed
+ * overhead for the objects around them).
  */
+import { LRUCache } from "lru-cache";
 import type { FlowFilter } from "./flow-key";
+
+/** Total bytes of rendered bodies (and their entries) a gateway keeps. */
+export const RENDERED_MAX_BYTES = 64 * 1024 * 1024;
+/** (hour, filter) pairs whose body a gateway keeps. */
+export const RENDERED_MAX_ENTRIES = 1024;
+/**
+ * (hour, filter) pairs whose owners' versions a gateway keeps: as many as bodies, since
+ * the versions only save work while the body they describe is still kept.
+ */
+export const READ_VERSIONS_MAX_ENTRIES = RENDERED_MAX_ENTRIES;
+/** Total estimated heap bytes of the read versions (long filters, many owner nodes). */
+export const READ_VERSIONS_MAX_BYTES = 2 * 1024 * 1024;
+
+/** Heap bytes charged per entry besides its strings and body: the entry object, the Buffer object, lru-cache's slots. */
+const ENTRY_OVERHEAD_BYTES = 256;
+/** Heap bytes charged per owner node in a read-versions entry (a property and its number). */
+const NODE_OVERHEAD_BYTES = 48;
+
+const stringBytes = (s: string) => 2 * s.length;
 
 export function filterKey(filter: FlowFilter): string {
   return JSON.stringify([filter.src_app ?? null, filter.dest_app ?? null, filter.vpc_id ?? null]);
 }
 
+/** Below this many characters Buffer.from takes its bytes from Node's shared 8 KiB pool. */
+const POOLED_BELOW = 4096;
+
 /** JSON bytes of flow records, exactly as moleculer-web would send them. */
 export function renderFlowRecords(records: readonly object[]): Buffer {
-  return Buffer.from(JSON.stringify(records), "utf8");
+  const json = JSON.stringify(records);
+  if (json.length >= POOLED_BELOW) return Buffer.from(json, "utf8");
+  // A small body would be a slice of Node's shared 8 KiB buffer pool and, while cached,
+  // keep the whole pool alive: its own memory keeps the cache's byte count true.
+  const body = Buffer.allocUnsafeSlow(Buffer.byteLength(json, "utf8"));
+  body.write(json, "utf8");
+  return body;
 }
 
 interface Entry {
@@ -32,45 +72,68 @@ interface Entry {
 }
 
 export class RenderedReadCache {
-  private readonly entries = new Map<string, Entry>();
-  private bytes = 0;
+  private readonly entries: LRUCache<string, Entry>;
 
-  /** maxBytes: total size of the bodies kept; maxEntries: how many (hour, filter) pairs. */
-  constructor(private readonly maxBytes = 64 * 1024 * 1024, private readonly maxEntries = 16) {}
+  /** maxBytes: total size of the bodies kept (and their entries); maxEntries: how many (hour, filter) pairs. */
+  constructor(maxBytes = RENDERED_MAX_BYTES, maxEntries = RENDERED_MAX_ENTRIES) {
+    this.entries = new LRUCache<string, Entry>({
+      max: maxEntries,
+      maxSize: maxBytes,
+      // A body larger than maxBytes is not kept (lru-cache refuses an entry over maxSize).
+      sizeCalculation: (e, key) => renderedEntryBytes(key, e),
+    });
+  }
 
   get(hour: number, filter: FlowFilter, version: string | number): Buffer | undefined {
     const key = hour + filterKey(filter);
-    const e = this.entries.get(key);
+    const e = this.entries.get(key); // most recently used now
     if (e === undefined) return undefined;
     if (e.version !== version) {
-      this.remove(key, e);
+      // Stale for good: versions only move forward.
+      this.entries.delete(key);
       return undefined;
     }
-    this.entries.delete(key); // most recently used last
-    this.entries.set(key, e);
     return e.body;
   }
 
   set(hour: number, filter: FlowFilter, version: string | number, body: Buffer): Buffer {
-    const key = hour + filterKey(filter);
-    const old = this.entries.get(key);
-    if (old !== undefined) this.remove(key, old);
-    if (body.length > this.maxBytes) return body;
-    this.entries.set(key, { version, body });
-    this.bytes += body.length;
-    for (const [k, e] of this.entries) {
-      if (this.bytes <= this.maxBytes && this.entries.size <= this.maxEntries) break;
-      this.remove(k, e);
-    }
+    this.entries.set(hour + filterKey(filter), { version, body });
     return body;
   }
 
+  /** (hour, filter) pairs kept. */
   get size(): number {
     return this.entries.size;
   }
 
-  private remove(key: string, e: Entry): void {
-    this.entries.delete(key);
-    this.bytes -= e.body.length;
+  /** Bytes charged for what is kept (at most maxBytes). */
+  get bytes(): number {
+    return this.entries.calculatedSize;
   }
+}
+
+/** What a rendered entry is charged: the body, its key and version strings, the objects around them. */
+export function renderedEntryBytes(key: string, e: Entry): number {
+  return e.body.length + stringBytes(key) + stringBytes(String(e.version)) + ENTRY_OVERHEAD_BYTES;
+}
+
+/** Per (hour, filter): the placement epoch and each owner node's hour version behind the body last rendered. */
+export interface ReadVersions {
+  epoch: number;
+  versions: Record<string, number>;
+}
+
+/** What a read-versions entry is charged: its key, each owner node's id and version, the objects around them. */
+export function readVersionsBytes(key: string, v: ReadVersions): number {
+  let bytes = stringBytes(key) + ENTRY_OVERHEAD_BYTES;
+  for (const nodeID in v.versions) bytes += stringBytes(nodeID) + NODE_OVERHEAD_BYTES;
+  return bytes;
+}
+
+/**
+ * The gateway's read versions (`hour + filterKey(filter)` -> ReadVersions): used like a
+ * Map (get, set), bounded to maxEntries and maxBytes, least recently used out first.
+ */
+export function readVersionCache(maxBytes = READ_VERSIONS_MAX_BYTES, maxEntries = READ_VERSIONS_MAX_ENTRIES): LRUCache<string, ReadVersions> {
+  return new LRUCache<string, ReadVersions>({ max: maxEntries, maxSize: maxBytes, sizeCalculation: (v, key) => readVersionsBytes(key, v) });
 }

@@ -46,6 +46,8 @@ export interface FlowmeshSettings {
   maxInflight: number;
   /** Requests per minute per API token (RATE_LIMIT_PER_MIN), over every route; null: no limit. */
   rateLimitPerMin: number | null;
+  /** Hours one range read or top-N query may span (MAX_RANGE_HOURS; default 744, a month). */
+  maxRangeHours: number;
 }
 
 /** The hour now, as records count hours: whole hours since the Unix epoch. */
@@ -116,5 +118,6 @@ export function readSettings(env: NodeJS.ProcessEnv = process.env): FlowmeshSett
     authNone: authNone(env),
     maxInflight: int(env, "MAX_INFLIGHT", 64, 1),
     rateLimitPerMin: env.RATE_LIMIT_PER_MIN ? int(env, "RATE_LIMIT_PER_MIN", 0, 1) : null,
+    maxRangeHours: int(env, "MAX_RANGE_HOURS", 744, 1),
   };
 }

@@ -2,6 +2,7 @@
  * Parameter schemas of the public actions (fastest-validator syntax, plain data):
  * the one set of rules for HTTP and broker callers alike.
  */
+import { DEFAULT_GROUP_BY, GROUP_FIELDS, TOP_METRICS, type GroupField } from "./query/top";
 import type { FlowmeshSettings } from "./settings";
 
 /** Unicode code points in s, counting only as far as needed. */
@@ -17,6 +18,15 @@ function codePointsOver(s: string, max: number): boolean {
     if (++n > max) return true;
   }
   return false;
+}
+
+/**
+ * An offending value as an error shows it: a structure is named, never echoed. A client's
+ * deeply nested body would otherwise overflow the stack twice over (fastest-validator
+ * renders `actual` into the message, the gateway serialises the error): a 500, or a crash.
+ */
+function shown(value: unknown): unknown {
+  return typeof value === "object" && value !== null ? (Array.isArray(value) ? "array" : "object") : value;
 }
 
 /** fastest-validator error shape pushed by custom checks. */
@@ -68,10 +78,10 @@ export function flowRecordsRule(
   const { schema, messages } = rule;
   const max = Math.floor(schema.maxString);
   // The generated code reaches our helpers through fastest-validator's per-rule slot.
-  context.customs[rule.index] = { codePointsOver };
+  context.customs[rule.index] = { codePointsOver, shown };
   const helpers = `context.customs[${rule.index}]`;
   const error = (type: string, field: string, actual: string, expected?: number) =>
-    `errors.push({ type: ${JSON.stringify(type)}, message: ${JSON.stringify(messages[type])}, field: ${field}, actual: ${actual}` +
+    `errors.push({ type: ${JSON.stringify(type)}, message: ${JSON.stringify(messages[type])}, field: ${field}, actual: ${helpers}.shown(${actual})` +
     (expected === undefined ? "" : `, expected: ${expected}`) +
     " });";
   // Field names are built only for an error.
@@ -130,9 +140,85 @@ export function ingestParams(settings: Pick<FlowmeshSettings, "maxString" | "max
   };
 }
 
-export function aggregateParams(settings: Pick<FlowmeshSettings, "maxString">) {
+/** The hours and exact-match filters of a read: `hour`, or `from` and `to` (checked together by requestedHours). */
+function hoursAndFilters(settings: Pick<FlowmeshSettings, "maxString">) {
   const filter = () => ({ ...flowString(settings.maxString), optional: true });
-  return { hour: safeCount, src_app: filter(), dest_app: filter(), vpc_id: filter() };
+  const hour = { ...safeCount, optional: true };
+  return { hour, from: hour, to: hour, src_app: filter(), dest_app: filter(), vpc_id: filter() };
+}
+
+export function aggregateParams(settings: Pick<FlowmeshSettings, "maxString">) {
+  return hoursAndFilters(settings);
+}
+
+/** Most groups a top-N query answers. */
+export const MAX_TOP_N = 1000;
+
+export function topParams(settings: Pick<FlowmeshSettings, "maxString">) {
+  return {
+    ...hoursAndFilters(settings),
+    // A comma list as HTTP sends it, or an array from broker callers; checked by groupByOf.
+    by: { type: "multi", optional: true, rules: [{ type: "string" }, { type: "array", items: "string" }] },
+    metric: { type: "enum", values: [...TOP_METRICS], default: "bytes_total" },
+    n: { type: "number", integer: true, min: 1, max: MAX_TOP_N, default: 10 },
+  };
+}
+
+/** A parameter problem in fastest-validator's shape (HTTP answers 400 with the list). */
+export interface ParamProblem {
+  type: string;
+  field: string;
+  message: string;
+  actual?: unknown;
+  expected?: unknown;
+}
+
+/** Parameters that do not fit together: their problems (see checked in services/flows.service.ts). */
+export interface Invalid {
+  problems: ParamProblem[];
+}
+
+function invalid(problem: ParamProblem): Invalid {
+  return { problems: [problem] };
+}
+
+export function isInvalid(value: unknown): value is Invalid {
+  return typeof value === "object" && value !== null && "problems" in value;
+}
+
+/**
+ * The hours a read asks for, as { from, to } (inclusive): `hour` alone, or `from` and `to`
+ * together with from <= to and at most maxRangeHours hours; else the problems.
+ */
+export function requestedHours(p: { hour?: number; from?: number; to?: number }, maxRangeHours: number): { from: number; to: number } | Invalid {
+  const { hour, from, to } = p;
+  if (hour !== undefined) {
+    if (from === undefined && to === undefined) return { from: hour, to: hour };
+    return invalid({ type: "forbidden", field: from !== undefined ? "from" : "to", message: "Give either hour=N or from=A&to=B, not both." });
+  }
+  if (from === undefined && to === undefined) return invalid({ type: "required", field: "hour", message: "The 'hour' field is required (or 'from' and 'to' for a range of hours)." });
+  if (from === undefined || to === undefined) {
+    const missing = from === undefined ? "from" : "to";
+    return invalid({ type: "required", field: missing, message: `The '${missing}' field is required with '${missing === "from" ? "to" : "from"}': a range gives both.` });
+  }
+  if (from > to) return invalid({ type: "rangeOrder", field: "to", message: `The range is empty: 'from' (${from}) is after 'to' (${to}).`, actual: to, expected: from });
+  if (to - from + 1 > maxRangeHours) {
+    return invalid({ type: "rangeHours", field: "to", message: `The range holds ${to - from + 1} hours; at most ${maxRangeHours} (MAX_RANGE_HOURS) are read at once.`, actual: to - from + 1, expected: maxRangeHours });
+  }
+  return { from, to };
+}
+
+/** The fields a top-N query groups by (a comma list or an array; default src_app,dest_app), or the problems. */
+export function groupByOf(by: string | string[] | undefined): GroupField[] | Invalid {
+  if (by === undefined) return [...DEFAULT_GROUP_BY];
+  const fields = typeof by === "string" ? by.split(",") : by;
+  const known = new Set<string>(GROUP_FIELDS);
+  const wrong = fields.filter((f) => !known.has(f));
+  if (fields.length === 0 || wrong.length > 0) {
+    return invalid({ type: "groupBy", field: "by", message: `The 'by' field lists ${GROUP_FIELDS.join(", ")} (one or more, comma-separated); got ${JSON.stringify(by)}.`, actual: by });
+  }
+  if (new Set(fields).size !== fields.length) return invalid({ type: "groupBy", field: "by", message: `The 'by' field names a field twice: ${JSON.stringify(by)}.`, actual: by });
+  return fields as GroupField[];
 }
 
 /** Canonical non-negative decimal integer, as an HTTP query may carry an hour. */

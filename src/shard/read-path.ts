@@ -36,13 +36,7 @@ export class ReadPath {
 
   async read(params: ReadParams, remote: boolean): Promise<ReadPage> {
     const { hour, filter, partitions, knownVersion, epoch } = params;
-    // Cheap refusals first (fenced, behind the caller, not primary), then the bucket.
-    let refused = this.o.notServedAsPrimary(partitions, epoch);
-    if (refused.length === 0) {
-      const latest = await this.o.confirmLatest();
-      refused = this.o.notServedAsPrimary(partitions, epoch);
-      if (refused.length > 0) throw wrongOwner(refused, latest?.epoch);
-    } else throw wrongOwner(refused, undefined);
+    await this.confirmServing(partitions, epoch);
     // The caller may hold this hour already rendered: say so instead of sending it again.
     const version = this.o.store.hourVersion(hour, partitions);
     if (knownVersion === version) return { unchanged: true, version, run: null, cursor: null };
@@ -53,6 +47,20 @@ export class ReadPath {
     const id = randomUUID();
     this.cursors.set(id, { run, offset: first.next, expires: this.o.now() + this.o.cursorMs });
     return { run: first.run, cursor: id, version };
+  }
+
+  /**
+   * Resolves once this node is confirmed the serving primary of every listed partition
+   * by the newest table in the bucket; else throws (wrongOwner, or the fence's refusal).
+   * Every shard read passes it first (top-N's too: src/query/shard-queries.ts).
+   */
+  async confirmServing(partitions: readonly number[], epoch: number | undefined): Promise<void> {
+    // Cheap refusals first (fenced, behind the caller, not primary), then the bucket.
+    let refused = this.o.notServedAsPrimary(partitions, epoch);
+    if (refused.length > 0) throw wrongOwner(refused, undefined);
+    const latest = await this.o.confirmLatest();
+    refused = this.o.notServedAsPrimary(partitions, epoch);
+    if (refused.length > 0) throw wrongOwner(refused, latest?.epoch);
   }
 
   readMore(id: string): ReadPage {

@@ -39,8 +39,10 @@ const fast = v.compile(ingestParams({ maxString: MAX_STRING, maxBatch: MAX_BATCH
 const generic = new Validator({ useNewCustomCheckerFunction: true }).compile(genericParams());
 
 type Problem = { type: string; field?: string; message?: string; expected?: unknown; actual?: unknown };
+/** The rule names an offending structure ("array", "object") where the generic schema echoes it (a deep one overflowed the stack). */
+const shownActual = (v: unknown) => (typeof v === "object" && v !== null ? (Array.isArray(v) ? "array" : "object") : v);
 const normal = (r: unknown) =>
-  r === true ? true : (r as Problem[]).map((p) => ({ type: p.type, field: p.field, message: p.message, expected: p.expected, actual: p.actual })).sort((a, b) => (String(a.field) + a.type < String(b.field) + b.type ? -1 : 1));
+  r === true ? true : (r as Problem[]).map((p) => ({ type: p.type, field: p.field, message: p.message, expected: p.expected, actual: shownActual(p.actual) })).sort((a, b) => (String(a.field) + a.type < String(b.field) + b.type ? -1 : 1));
 
 const good = { src_app: "a", dest_app: "b", vpc_id: "c", hour: 1, bytes_tx: 2, bytes_rx: 3 };
 

@@ -1,0 +1,181 @@
+/**
+ * Top-N, exactly: shards' partial per-group sums (ShardQueries over a PartitionStore)
+ * added up and ranked (rankTop) against the model (test/support/query-model.ts).
+ */
+import { splitByPartition, type FlowRecord } from "../../src/batching";
+import { PartitionStore } from "../../src/partition-store";
+import { ShardQueries } from "../../src/query/shard-queries";
+import { bestOf, GROUP_FIELDS, GroupSums, groupKeyOf, pageOfGroups, rankTop, TotalOverflowError, type GroupField, type TopMetric } from "../../src/query/top";
+import { flow } from "../support/api-contract";
+import { expectedTop, randomFlows, seeded, type TopQuery } from "../support/query-model";
+
+const P = 12;
+const MAX = Number.MAX_SAFE_INTEGER;
+
+/** Three "shard nodes", each the primary of a third of the partitions of one store. */
+function shards(records: FlowRecord[]) {
+  const store = new PartitionStore({ max: 100, ttlMs: 60_000 });
+  store.apply(splitByPartition(records, P));
+  const queries = new ShardQueries({ store, confirmServing: async () => undefined, now: () => 0, cursorMs: 1000 });
+  const partitions = [0, 1, 2].map((n) => Array.from({ length: P }, (_, p) => p).filter((p) => p % 3 === n));
+  return { store, queries, partitions };
+}
+
+async function top(records: FlowRecord[], q: TopQuery) {
+  const { queries, partitions } = shards(records);
+  const sums = new GroupSums();
+  for (const part of partitions) {
+    const page = await queries.groups({ epoch: 1, partitions: part, from: q.from, to: q.to, filter: q.filter ?? {}, by: q.by }, false);
+    sums.addAll(page.groups);
+  }
+  return rankTop(sums, q);
+}
+
+const cmp = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
+
+const HOURS = [100, 101, 102, 103, 104, 105];
+const randomRecords = (count: number, seed: number) => randomFlows(count, HOURS, seed);
+
+const BY_COMBOS: GroupField[][] = [["src_app"], ["dest_app"], ["vpc_id"], ["src_app", "dest_app"], ["dest_app", "src_app"], ["src_app", "vpc_id"], ["vpc_id", "dest_app"], ["src_app", "dest_app", "vpc_id"], ["vpc_id", "dest_app", "src_app"]];
+
+describe("top-N against the model", () => {
+  const records = randomRecords(3000, 7);
+  for (const by of BY_COMBOS) {
+    for (const metric of ["bytes_tx", "bytes_rx", "bytes_total"] as TopMetric[]) {
+      test(`by ${by.join(",")}, ${metric}`, async () => {
+        const q = { from: 101, to: 104, by, metric, n: 5 };
+        expect(await top(records, q)).toEqual(expectedTop(records, q));
+      });
+    }
+  }
+
+  test("filters, a single hour, n larger than the groups, hours without data", async () => {
+    for (const q of [
+      { from: 102, to: 102, by: ["dest_app"] as GroupField[], metric: "bytes_total" as TopMetric, n: 1000, filter: { src_app: "web" } },
+      { from: 90, to: 200, by: ["src_app", "vpc_id"] as GroupField[], metric: "bytes_rx" as TopMetric, n: 3, filter: { vpc_id: "vpc 3", dest_app: "a\u0000" } },
+      { from: 50, to: 60, by: ["src_app"] as GroupField[], metric: "bytes_tx" as TopMetric, n: 10 },
+    ]) {
+      const answer = await top(records, q);
+      expect(answer).toEqual(expectedTop(records, q));
+    }
+    const empty = await top(records, { from: 50, to: 60, by: ["src_app"], metric: "bytes_tx", n: 10 });
+    expect(empty.top).toEqual([]);
+    expect(empty.total).toEqual({ bytes_tx: 0, bytes_rx: 0, bytes_total: 0, flows: 0, groups: 0 });
+  });
+
+  test("ties rank by the by fields ascending, in by's order; a flow counts once however often it was posted", async () => {
+    const h = 7;
+    const records = [flow("b", "x", "v", h, 5, 0), flow("a", "y", "v", h, 5, 0), flow("a", "x", "v", h, 2, 3), flow("c", "x", "v", h, 1, 0), flow("c", "x", "v", h, 4, 0)];
+    const bySrc = await top(records, { from: h, to: h, by: ["src_app", "dest_app"], metric: "bytes_total", n: 10 });
+    expect(bySrc.top.map((t) => [t.src_app, t.dest_app, t.bytes_total, t.flows])).toEqual([
+      ["a", "x", 5, 1],
+      ["a", "y", 5, 1],
+      ["b", "x", 5, 1],
+      ["c", "x", 5, 1],
+    ]);
+    const byDest = await top(records, { from: h, to: h, by: ["dest_app", "src_app"], metric: "bytes_tx", n: 2 });
+    expect(byDest.top.map((t) => [t.dest_app, t.src_app, t.bytes_tx])).toEqual([
+      ["x", "b", 5],
+      ["x", "c", 5],
+    ]);
+    expect(byDest.other).toEqual({ bytes_tx: 7, bytes_rx: 3, bytes_total: 10, flows: 2, groups: 2 });
+    expect(byDest.total).toEqual({ bytes_tx: 17, bytes_rx: 3, bytes_total: 20, flows: 4, groups: 4 });
+  });
+
+  test("sums are exact up to 2^53-1; a total past it throws instead of rounding", async () => {
+    const exact = [flow("a", "b", "v", 1, MAX - 10, 0), flow("c", "d", "v", 2, 6, 4)];
+    const answer = await top(exact, { from: 1, to: 2, by: ["vpc_id"], metric: "bytes_total", n: 1 });
+    expect(answer.top).toEqual([{ vpc_id: "v", bytes_tx: MAX - 4, bytes_rx: 4, bytes_total: MAX, flows: 2 }]);
+    // Each flow fits, the group's bytes_total does not.
+    const over = [flow("a", "b", "v", 1, MAX - 10, 0), flow("a", "b", "v", 2, 0, 11)];
+    await expect(top(over, { from: 1, to: 2, by: ["vpc_id"], metric: "bytes_tx", n: 1 })).rejects.toThrow(TotalOverflowError);
+    // Groups that fit, a total that does not.
+    const total = [flow("a", "b", "v", 1, MAX, 0), flow("c", "d", "v", 1, 1, 0)];
+    await expect(top(total, { from: 1, to: 1, by: ["src_app"], metric: "bytes_tx", n: 1 })).rejects.toThrow(TotalOverflowError);
+  });
+});
+
+describe("pieces", () => {
+  test("group keys compare as their by fields do, and decode back", () => {
+    const records = randomRecords(400, 3);
+    for (const by of BY_COMBOS) {
+      const groupOf = groupKeyOf(by, {});
+      const seen = new Map<string, string[]>();
+      const { store, partitions } = shards(records);
+      for (const part of partitions) for (const p of part) for (let h = 100; h < 106; h++) store.forEachFlow(p, h, (key) => seen.set(groupOf(key)!, []));
+      const keys = [...seen.keys()];
+      const answer = rankTop({ keys, tx: keys.map(() => 1), rx: keys.map(() => 0), flows: keys.map(() => 1) }, { from: 0, to: 0, by, metric: "bytes_tx", n: keys.length });
+      const tuples = answer.top.map((t) => by.map((b) => t[b] as string));
+      const sorted = [...tuples].sort((a, b) => a.reduce((c, x, i) => c || cmp(x, b[i]), 0));
+      expect(tuples).toEqual(sorted);
+      expect(new Set(tuples.map((t) => JSON.stringify(t))).size).toBe(keys.length);
+    }
+  });
+
+  test("a filter leaves flows out of every group", () => {
+    expect(groupKeyOf(["src_app"], { dest_app: "db" })("web  api  v")).toBeNull();
+    expect(groupKeyOf(["dest_app"], { dest_app: "db" })("web  db  v")).toBe("db");
+    expect(GROUP_FIELDS).toEqual(["src_app", "dest_app", "vpc_id"]);
+  });
+
+  test("bestOf picks the n first in rank order, whatever n", () => {
+    const r = seeded(11);
+    const values = Array.from({ length: 500 }, () => Math.floor(r() * 50));
+    const before = (i: number, j: number) => (values[i] !== values[j] ? values[i] > values[j] : i < j);
+    const all = values.map((_, i) => i).sort((a, b) => (before(a, b) ? -1 : 1));
+    for (const n of [0, 1, 2, 10, 499, 500, 1000]) expect(bestOf(values.length, n, before)).toEqual(all.slice(0, n));
+  });
+
+  test("pages of groups stay under the byte limit, keep every group once, and a remote caller pages through a cursor", async () => {
+    const keys = Array.from({ length: 300 }, (_, i) => `group-${i}`.padEnd(200, "x"));
+    const sums = { keys, tx: keys.map((_, i) => i), rx: keys.map(() => 1), flows: keys.map(() => 2) };
+    const pages = [];
+    for (let offset = 0; offset < keys.length; ) {
+      const { page, next } = pageOfGroups(sums, offset, 64 * 1024);
+      expect(JSON.stringify(page).length).toBeLessThanOrEqual(64 * 1024);
+      pages.push(page);
+      offset = next;
+    }
+    expect(pages.length).toBeGreaterThan(1);
+    expect(pages.flatMap((p) => p.keys)).toEqual(keys);
+
+    // Over the message limit: 512 KB of group keys from one shard.
+    const many = Array.from({ length: 4000 }, (_, i) => flow(`app-${i}-${"y".repeat(150)}`, "d", "v", 5, i, 1));
+    const { queries } = shards(many);
+    const all = Array.from({ length: P }, (_, p) => p);
+    let page = await queries.groups({ epoch: 1, partitions: all, from: 5, to: 5, filter: {}, by: ["src_app"] }, true);
+    const got = new GroupSums();
+    got.addAll(page.groups);
+    let count = 1;
+    while (page.cursor !== null) {
+      page = queries.groupsMore(page.cursor);
+      got.addAll(page.groups);
+      count++;
+    }
+    expect(count).toBeGreaterThan(1);
+    expect(got.size).toBe(4000);
+    expect(got.tx.reduce((a, b) => a + b, 0)).toBe((3999 * 4000) / 2);
+  });
+
+  test("a refused confirmation refuses the query, before and after adding up", async () => {
+    const store = new PartitionStore({ max: 100, ttlMs: 60_000 });
+    let calls = 0;
+    const queries = new ShardQueries({
+      store,
+      confirmServing: async () => {
+        if (++calls === 2) throw new Error("moved meanwhile");
+      },
+      now: () => 0,
+      cursorMs: 1000,
+    });
+    await expect(queries.groups({ epoch: 1, partitions: [0], from: 1, to: 1, filter: {}, by: ["src_app"] }, false)).rejects.toThrow("moved meanwhile");
+    expect(calls).toBe(2);
+  });
+
+  test("hour bounds: the oldest and newest hour with a flow in the partitions asked", async () => {
+    const { queries } = shards([flow("a", "b", "v", 40, 1, 1), flow("c", "d", "v", 7, 1, 1), flow("e", "f", "v", 19, 1, 1)]);
+    const all = Array.from({ length: P }, (_, p) => p);
+    expect(await queries.hours({ epoch: 1, partitions: all })).toEqual({ oldest: 7, newest: 40 });
+    expect(await queries.hours({ epoch: 1, partitions: [] })).toEqual({ oldest: null, newest: null });
+  });
+});
