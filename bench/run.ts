@@ -20,12 +20,13 @@ import { runFailover } from "./scenarios/failover";
 import { runGet } from "./scenarios/get";
 import { runHandoff } from "./scenarios/handoff";
 import { runMemory } from "./scenarios/memory";
+import { queriesVsEmbedded, runQueries } from "./scenarios/queries";
 import { runRestart } from "./scenarios/restart";
 import { ratioVsMemoryTwin, runThroughput } from "./scenarios/throughput";
 import { OWN_SCENARIOS, type Running, type Target, TARGETS, withTarget } from "./targets";
 
-/** The scenarios BENCH_SCENARIOS may name, and those run when it is unset ("restart" is long: only when named). */
-const SCENARIOS = ["throughput", "get", "memory", "handoff", "failover", "restart"];
+/** The scenarios BENCH_SCENARIOS may name, and those run when it is unset ("restart" and "queries" are long: only when named). */
+const SCENARIOS = ["throughput", "get", "memory", "handoff", "failover", "restart", "queries"];
 const DEFAULT_SCENARIOS = ["throughput", "get", "memory", "handoff", "failover"];
 
 // Children are killed and the data directories removed when the bench ends, fails, or gets a signal.
@@ -45,9 +46,10 @@ for (const event of ["uncaughtException", "unhandledRejection"] as const) {
 }
 
 /**
- * One target through the scenarios. Throughput and GET share an instance; memory gets a fresh
- * one (which the handoff reuses when memory ran clean: it then holds exactly the 1M flows);
- * failover and restart each start their own.
+ * One target through the scenarios. Throughput, GET and queries share an instance (queries
+ * after the other two: its hours are clear of theirs); memory gets a fresh one (which the
+ * handoff reuses when memory ran clean: it then holds exactly the 1M flows); failover and
+ * restart each start their own.
  */
 async function benchTarget(target: Target, scenarios: string[]): Promise<TargetFigures> {
   const figures = newFigures(target, scenarios);
@@ -56,11 +58,18 @@ async function benchTarget(target: Target, scenarios: string[]): Promise<TargetF
 
   let startFailed = false;
   console.log(`\n== ${target.title} (${target.key})`);
-  if (wants("throughput") || wants("get")) {
+  if (wants("throughput") || wants("get") || wants("queries")) {
     try {
-      await withTarget(target, figures, scenarios.filter((x) => x === "throughput" || x === "get").join(" + "), async (running) => {
+      await withTarget(target, figures, ["throughput", "get", "queries"].filter(wants).join(" + "), async (running) => {
         if (wants("throughput")) await runThroughput(running, target, figures, fail);
         if (wants("get")) await runGet(running, target, figures, fail);
+        if (wants("queries")) {
+          try {
+            await runQueries(running, target, figures);
+          } catch (err) {
+            fail("queries", err);
+          }
+        }
       });
     } catch (err) {
       startFailed = true;
@@ -122,6 +131,7 @@ async function main(): Promise<number> {
   for (const target of targets) results.set(target.key, await benchTarget(target, scenarios));
   for (const target of targets) {
     if (target.memoryTwin !== undefined) ratioVsMemoryTwin(target, results.get(target.key)!, results.get(target.memoryTwin));
+    if (target.isCluster) queriesVsEmbedded(target, results.get(target.key)!, results.get("embedded"));
   }
 
   printTable(targets, results);

@@ -29,7 +29,7 @@ export interface Target {
   goals?: Goals;
   /** nats-server + nodes: its figures add nats-server's RSS and the cluster starts. */
   isCluster: boolean;
-  /** The scenarios only some targets run ("handoff", "failover", "restart") that this one runs. */
+  /** The scenarios only some targets run ("handoff", "failover", "restart", "queries") that this one runs. */
   ownScenarios: string[];
   /** Embedded Flowmesh targets: the node's environment besides PORT and DATA_DIR (the restart scenario starts the node itself). */
   nodeEnv?: Record<string, string>;
@@ -39,7 +39,7 @@ export interface Target {
 }
 
 /** The scenarios only some targets run. */
-export const OWN_SCENARIOS = ["handoff", "failover", "restart"];
+export const OWN_SCENARIOS = ["handoff", "failover", "restart", "queries"];
 
 const REFERENCE_SERVER = path.join(ROOT, "bench", "reference-server.js");
 
@@ -86,8 +86,20 @@ async function startCluster(label: string, replicas: number, nodeEnv: Record<str
 
 /** The embedded node's read and memory goals (from the issues): its durable twins keep them. */
 const EMBEDDED_READ_AND_MEMORY_GOALS = { get_hour_100k_ms_median_max: 60, rss_bytes_per_flow_1m_max: 160 };
+/**
+ * The queries scenario's goals (issue 13), on embedded and cluster-r2: a 24-hour range read streams at >= 1M flows/s,
+ * and the gateway's RSS grows no more during it than during a 6-hour one (50 MB of slack for the GC's noise: the
+ * 18 more hours' JSON is ~170 MB, which a gateway holding the answer whole would need at least).
+ */
+const RANGE_READ_GOALS = { range_24h_flows_per_s_min: 1_000_000, range_gateway_rss_growth_24h_minus_6h_bytes_max: 50_000_000 };
 /** The embedded node's goals (from the issues). */
-export const EMBEDDED_GOALS: Goals = { flows_per_s_ratio_batch1000_min: 0.85, ...EMBEDDED_READ_AND_MEMORY_GOALS };
+export const EMBEDDED_GOALS: Goals = {
+  flows_per_s_ratio_batch1000_min: 0.85,
+  ...EMBEDDED_READ_AND_MEMORY_GOALS,
+  top10_hour_1m_ms_median_max: 250,
+  top10_range_24h_ms_median_max: 1000,
+  ...RANGE_READ_GOALS,
+};
 /** cluster-r2's read and failover goals: cluster-r2-sync keeps them. */
 const CLUSTER_R2_READ_AND_FAILOVER_GOALS = { get_hour_100k_ms_median_max: 150, failover_ms_median_max: 5000 };
 
@@ -103,7 +115,7 @@ function clusterTarget(key: string, replicas: number, durability: string, goals:
 /** Every target, in the order they run (BENCH_TARGETS selects). */
 export const TARGETS: Target[] = [
   { key: "reference", title: "reference", isCluster: false, ownScenarios: [], start: () => startReferenceServer("reference") },
-  embeddedTarget("embedded", "flowmesh", "memory", EMBEDDED_GOALS),
+  embeddedTarget("embedded", "flowmesh", "memory", EMBEDDED_GOALS, { ownScenarios: ["queries"] }),
   embeddedTarget(
     "embedded-sync",
     "flowmesh-sync",
@@ -113,7 +125,20 @@ export const TARGETS: Target[] = [
   ),
   embeddedTarget("embedded-interval", "flowmesh-interval", "interval", EMBEDDED_READ_AND_MEMORY_GOALS, { memoryTwin: "embedded" }),
   clusterTarget("cluster-r1", 1, "memory", { flows_per_s_ratio_batch1000_min: 0.4, get_hour_100k_ms_median_max: 150 }, { ownScenarios: ["handoff"] }),
-  clusterTarget("cluster-r2", 2, "memory", { flows_per_s_ratio_batch1000_min: 0.33, ...CLUSTER_R2_READ_AND_FAILOVER_GOALS }, { ownScenarios: ["failover"] }),
+  clusterTarget(
+    "cluster-r2",
+    2,
+    "memory",
+    {
+      flows_per_s_ratio_batch1000_min: 0.33,
+      ...CLUSTER_R2_READ_AND_FAILOVER_GOALS,
+      // top-10 within 2x of embedded's in the same run (issue 13)
+      top10_cluster_vs_embedded_max: 2,
+      top10_range_24h_cluster_vs_embedded_max: 2,
+      ...RANGE_READ_GOALS,
+    },
+    { ownScenarios: ["failover", "queries"] },
+  ),
   clusterTarget("cluster-r2-sync", 2, "sync", { ...CLUSTER_R2_READ_AND_FAILOVER_GOALS, flows_per_s_ratio_batch1000_vs_memory_min: 0.85 }, {
     ownScenarios: ["failover"],
     memoryTwin: "cluster-r2",

@@ -4,6 +4,7 @@
  */
 import type { FailoverResult } from "../scenarios/failover";
 import type { HandoffResult } from "../scenarios/handoff";
+import type { QueriesResult } from "../scenarios/queries";
 import type { RestartResult } from "../scenarios/restart";
 import type { PairedResult } from "../scenarios/throughput";
 import type { Target } from "../targets";
@@ -19,6 +20,14 @@ export interface Goals {
   flows_per_s_ratio_batch1000_vs_memory_min?: number;
   disk_bytes_per_flow_checkpointed_max?: number;
   restart_to_ready_ms_max?: number;
+  // scenario "queries" (embedded, cluster-r2):
+  top10_hour_1m_ms_median_max?: number;
+  top10_range_24h_ms_median_max?: number;
+  range_24h_flows_per_s_min?: number;
+  range_gateway_rss_growth_24h_minus_6h_bytes_max?: number;
+  /** cluster targets: their top-10 medians over embedded's in the same run */
+  top10_cluster_vs_embedded_max?: number;
+  top10_range_24h_cluster_vs_embedded_max?: number;
 }
 
 export interface TargetFigures {
@@ -51,6 +60,16 @@ export interface TargetFigures {
   restart_to_ready_ms?: number | null;
   restart_to_first_read_ms?: number | null;
   restart_after_kill_ms?: number | null;
+  // embedded, cluster-r2, when scenario "queries" was selected:
+  top10_hour_1m_ms_median?: number | null;
+  top10_range_24h_ms_median?: number | null;
+  range_24h_flows_per_s?: number | null;
+  range_6h_gateway_rss_growth_bytes?: number | null;
+  range_24h_gateway_rss_growth_bytes?: number | null;
+  range_gateway_rss_growth_24h_minus_6h_bytes?: number | null;
+  // cluster-r2, when scenario "queries" was selected (null when embedded did not run it in the same call):
+  top10_cluster_vs_embedded?: number | null;
+  top10_range_24h_cluster_vs_embedded?: number | null;
   flagged: string[];
   suspect_figures: FigureKey[];
   details: {
@@ -65,6 +84,7 @@ export interface TargetFigures {
     handoff?: HandoffResult | null;
     failover?: FailoverResult | null;
     restart?: RestartResult | null;
+    queries?: QueriesResult | null;
   };
 }
 
@@ -87,7 +107,15 @@ export type FigureKey =
   | "disk_bytes_per_flow_checkpointed"
   | "restart_to_ready_ms"
   | "restart_to_first_read_ms"
-  | "restart_after_kill_ms";
+  | "restart_after_kill_ms"
+  | "top10_hour_1m_ms_median"
+  | "top10_range_24h_ms_median"
+  | "range_24h_flows_per_s"
+  | "range_6h_gateway_rss_growth_bytes"
+  | "range_24h_gateway_rss_growth_bytes"
+  | "range_gateway_rss_growth_24h_minus_6h_bytes"
+  | "top10_cluster_vs_embedded"
+  | "top10_range_24h_cluster_vs_embedded";
 
 /** A target's figures before any scenario ran: every key its scenarios can fill is there, null. */
 export function newFigures(target: Target, scenarios: string[]): TargetFigures {
@@ -137,6 +165,20 @@ export function newFigures(target: Target, scenarios: string[]): TargetFigures {
     figures.restart_after_kill_ms = null;
     figures.details.restart = null;
   }
+  // Opt-in too: its keys only when it was asked for.
+  if (target.ownScenarios.includes("queries") && scenarios.includes("queries")) {
+    figures.top10_hour_1m_ms_median = null;
+    figures.top10_range_24h_ms_median = null;
+    figures.range_24h_flows_per_s = null;
+    figures.range_6h_gateway_rss_growth_bytes = null;
+    figures.range_24h_gateway_rss_growth_bytes = null;
+    figures.range_gateway_rss_growth_24h_minus_6h_bytes = null;
+    if (target.isCluster) {
+      figures.top10_cluster_vs_embedded = null;
+      figures.top10_range_24h_cluster_vs_embedded = null;
+    }
+    figures.details.queries = null;
+  }
   return figures;
 }
 
@@ -174,6 +216,13 @@ export interface GoalsMet {
   flows_per_s_ratio_batch1000_vs_memory?: boolean | null;
   disk_bytes_per_flow_checkpointed?: boolean | null;
   restart_to_ready_ms?: boolean | null;
+  // where the target has the goal and scenario "queries" was selected:
+  top10_hour_1m_ms_median?: boolean | null;
+  top10_range_24h_ms_median?: boolean | null;
+  range_24h_flows_per_s?: boolean | null;
+  range_gateway_rss_growth_24h_minus_6h_bytes?: boolean | null;
+  top10_cluster_vs_embedded?: boolean | null;
+  top10_range_24h_cluster_vs_embedded?: boolean | null;
 }
 
 /** The batch-1000 throughput goal is judged on the paired median ratio (method step 2b), not on the reference target's figure. */
@@ -194,5 +243,17 @@ export function goalsMet(f: TargetFigures, goals: Goals | undefined): GoalsMet {
     met.disk_bytes_per_flow_checkpointed = atMost("disk_bytes_per_flow_checkpointed", goals.disk_bytes_per_flow_checkpointed_max);
   }
   if (goals?.restart_to_ready_ms_max !== undefined) met.restart_to_ready_ms = atMost("restart_to_ready_ms", goals.restart_to_ready_ms_max);
+  // The queries scenario is opt-in: its goals are judged only when its figures are there (it was selected).
+  const queryGoals: [keyof GoalsMet & FigureKey, number | undefined, "min" | "max"][] = [
+    ["top10_hour_1m_ms_median", goals?.top10_hour_1m_ms_median_max, "max"],
+    ["top10_range_24h_ms_median", goals?.top10_range_24h_ms_median_max, "max"],
+    ["range_24h_flows_per_s", goals?.range_24h_flows_per_s_min, "min"],
+    ["range_gateway_rss_growth_24h_minus_6h_bytes", goals?.range_gateway_rss_growth_24h_minus_6h_bytes_max, "max"],
+    ["top10_cluster_vs_embedded", goals?.top10_cluster_vs_embedded_max, "max"],
+    ["top10_range_24h_cluster_vs_embedded", goals?.top10_range_24h_cluster_vs_embedded_max, "max"],
+  ];
+  for (const [key, limit, kind] of queryGoals) {
+    if (limit !== undefined && f[key] !== undefined) met[key] = kind === "min" ? atLeast(key, limit) : atMost(key, limit);
+  }
   return met;
 }

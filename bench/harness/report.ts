@@ -97,6 +97,63 @@ const ROWS: Row[] = [
   },
   { metric: "restart after SIGTERM to first GET, ms", key: "restart_to_first_read_ms", digits: 0, noRatio: true },
   { metric: "restart after kill -9 to /ready, ms", key: "restart_after_kill_ms", digits: 0, noRatio: true },
+  {
+    metric: "top-10 of an hour of 1M flows, median ms",
+    key: "top10_hour_1m_ms_median",
+    digits: 1,
+    noRatio: true,
+    goalOf: (g) => (g.top10_hour_1m_ms_median_max === undefined ? undefined : `<= ${g.top10_hour_1m_ms_median_max} ms`),
+    goal: "top10_hour_1m_ms_median",
+    markOn: "value",
+  },
+  {
+    metric: "top-10 of an hour of 1M flows / embedded's",
+    key: "top10_cluster_vs_embedded",
+    digits: 2,
+    noRatio: true,
+    goalOf: (g) => (g.top10_cluster_vs_embedded_max === undefined ? undefined : `<= ${g.top10_cluster_vs_embedded_max}x`),
+    goal: "top10_cluster_vs_embedded",
+    markOn: "value",
+  },
+  {
+    metric: "top-10 of 24 h x 100k flows, median ms",
+    key: "top10_range_24h_ms_median",
+    digits: 1,
+    noRatio: true,
+    goalOf: (g) => (g.top10_range_24h_ms_median_max === undefined ? undefined : `<= ${g.top10_range_24h_ms_median_max} ms`),
+    goal: "top10_range_24h_ms_median",
+    markOn: "value",
+  },
+  {
+    metric: "top-10 of 24 h x 100k flows / embedded's",
+    key: "top10_range_24h_cluster_vs_embedded",
+    digits: 2,
+    noRatio: true,
+    goalOf: (g) => (g.top10_range_24h_cluster_vs_embedded_max === undefined ? undefined : `<= ${g.top10_range_24h_cluster_vs_embedded_max}x`),
+    goal: "top10_range_24h_cluster_vs_embedded",
+    markOn: "value",
+  },
+  {
+    metric: "GET 24 h x 100k flows (streamed), flows/s",
+    key: "range_24h_flows_per_s",
+    digits: 0,
+    noRatio: true,
+    goalOf: (g) => (g.range_24h_flows_per_s_min === undefined ? undefined : `>= ${g.range_24h_flows_per_s_min.toLocaleString("en-US")}`),
+    goal: "range_24h_flows_per_s",
+    markOn: "value",
+  },
+  { metric: "gateway RSS growth during a 6 h read, MB", key: "range_6h_gateway_rss_growth_bytes", digits: 1, scale: 1e-6, noRatio: true },
+  { metric: "gateway RSS growth during a 24 h read, MB", key: "range_24h_gateway_rss_growth_bytes", digits: 1, scale: 1e-6, noRatio: true },
+  {
+    metric: "gateway RSS growth, 24 h read - 6 h read, MB",
+    key: "range_gateway_rss_growth_24h_minus_6h_bytes",
+    digits: 1,
+    scale: 1e-6,
+    noRatio: true,
+    goalOf: (g) => (g.range_gateway_rss_growth_24h_minus_6h_bytes_max === undefined ? undefined : `<= ${g.range_gateway_rss_growth_24h_minus_6h_bytes_max / 1e6} MB`),
+    goal: "range_gateway_rss_growth_24h_minus_6h_bytes",
+    markOn: "value",
+  },
 ];
 
 /**
@@ -196,6 +253,18 @@ export function printTable(targets: Target[], results: Map<string, TargetFigures
   for (const t of targets) {
     const r = results.get(t.key)?.details.restart;
     if (r && r.flows_loaded > 0) printRestartSummary(t.title, r);
+  }
+  for (const t of targets) {
+    const q = results.get(t.key)?.details.queries;
+    if (!q || q.top10_hour_1m_samples_ms.length === 0) continue;
+    console.log(`\nqueries ${t.title} (load of ${fmtInt(q.load.posts * 1000)} flows in ${q.load.seconds.toFixed(1)} s):`);
+    console.log(`  top-10 hour of 1M, ms: ${q.top10_hour_1m_samples_ms.map((x) => fmt(x, 1)).join(" ")}; 24 h x 100k, ms: ${q.top10_range_24h_samples_ms.map((x) => fmt(x, 1)).join(" ")}`);
+    for (const r of q.range_reads) {
+      console.log(
+        `  GET ${r.hours} h (${r.format}): ${fmtInt(r.flows)} flows in ${fmt(r.ms, 0)} ms = ${fmtK(r.flows_per_s)} flows/s; ` +
+          `gateway RSS ${fmt(r.rss_before_bytes / 1e6, 1)} MB before, +${fmt(r.rss_growth_bytes / 1e6, 1)} MB peak`,
+      );
+    }
   }
   for (const t of targets) {
     const f = results.get(t.key);

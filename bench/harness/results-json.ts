@@ -75,6 +75,14 @@ export function buildJson(targets: Target[], scenarios: string[], results: Map<s
     if (f.failover_ms_median !== undefined) o.failover_ms_median = round(f.failover_ms_median, 0);
     if (f.flows_per_s_ratio_batch1000_vs_memory !== undefined) o.flows_per_s_ratio_batch1000_vs_memory = round(f.flows_per_s_ratio_batch1000_vs_memory, 3);
     if (f.disk_bytes_per_flow_checkpointed !== undefined) o.disk_bytes_per_flow_checkpointed = round(f.disk_bytes_per_flow_checkpointed, 1);
+    if (f.top10_hour_1m_ms_median !== undefined) o.top10_hour_1m_ms_median = round(f.top10_hour_1m_ms_median, 2);
+    if (f.top10_range_24h_ms_median !== undefined) o.top10_range_24h_ms_median = round(f.top10_range_24h_ms_median, 2);
+    if (f.range_24h_flows_per_s !== undefined) o.range_24h_flows_per_s = round(f.range_24h_flows_per_s, 0);
+    if (f.top10_cluster_vs_embedded !== undefined) o.top10_cluster_vs_embedded = round(f.top10_cluster_vs_embedded, 3);
+    if (f.top10_range_24h_cluster_vs_embedded !== undefined) o.top10_range_24h_cluster_vs_embedded = round(f.top10_range_24h_cluster_vs_embedded, 3);
+    if (f.details.queries) {
+      details.queries = { ...f.details.queries, range_reads: f.details.queries.range_reads.map((r) => ({ ...r, flows_per_s: round(r.flows_per_s, 0) })) };
+    }
     json[t.key] = o;
   }
   const reference = results.get("reference");
