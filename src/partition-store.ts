@@ -84,6 +84,8 @@ export class HourTable {
   stamp = 0;
   /** Stamp of the last change of the set of keys. */
   keyStamp = 0;
+  /** Slots removed so far (a removal moves another key into the slot; adding only appends). */
+  removals = 0;
 
   /** The slot of key, or -1. */
   find(key: string): number {
@@ -140,6 +142,7 @@ export class HourTable {
     }
     this.keys[last] = undefined as unknown as string;
     this.size = last;
+    this.removals++;
     if (this.index !== null) this.index.delete(key);
     this.order = null;
     this.stamp = this.keyStamp = tick();
@@ -148,6 +151,7 @@ export class HourTable {
   /** Remove the newest slot (rollback of the batch that created it). */
   popSlot(): void {
     const slot = --this.size;
+    this.removals++;
     const key = this.keys[slot];
     this.keys[slot] = undefined as unknown as string;
     if (this.index !== null) this.index.delete(key);
