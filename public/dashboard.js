@@ -24,7 +24,6 @@
     return asked > 0 ? Math.min(60000, Math.max(250, Math.round(asked))) : 1000;
   })();
   var TIMEOUT_MS = 5000;
-  var TOKEN_KEY = "flowmesh.apiToken";
   var waitingForToken = false;
 
   // Distinct, light colours (dark text stays readable on them); then golden-angle hues.
@@ -343,24 +342,8 @@
     s.textContent = text;
   }
 
-  // sessionStorage may be unavailable (privacy settings): the token then lasts until the page reloads.
-  var tokenInMemory = null;
-  function storedToken() {
-    try {
-      return window.sessionStorage.getItem(TOKEN_KEY);
-    } catch (e) {
-      return tokenInMemory;
-    }
-  }
-  function storeToken(token) {
-    tokenInMemory = token;
-    try {
-      if (token === null) window.sessionStorage.removeItem(TOKEN_KEY);
-      else window.sessionStorage.setItem(TOKEN_KEY, token);
-    } catch (e) {
-      /* kept in memory only */
-    }
-  }
+  var storedToken = window.flowmeshToken.stored;
+  var storeToken = window.flowmeshToken.store;
 
   /** 401: no token or an unknown one (forgotten); 403: a token without the read scope. Polling waits for the form. */
   function askForToken(httpStatus) {

@@ -24,7 +24,6 @@
 "use strict";
 
 (function () {
-  var TOKEN_KEY = "flowmesh.apiToken"; // the dashboard's key
   var TIMEOUT_MS = 30000; // a month-long range can take a while
   var DEFAULT_SPAN_HOURS = 24;
   var BY_FIELDS = ["src_app", "dest_app", "vpc_id"];
@@ -106,26 +105,10 @@
     s.textContent = text;
   }
 
-  // ---- the read token (as public/dashboard.js keeps it) ----
+  // ---- the read token (public/api-token.js, shared with the dashboard) ----
 
-  // sessionStorage may be unavailable (privacy settings): the token then lasts until the page reloads.
-  var tokenInMemory = null;
-  function storedToken() {
-    try {
-      return window.sessionStorage.getItem(TOKEN_KEY);
-    } catch (e) {
-      return tokenInMemory;
-    }
-  }
-  function storeToken(token) {
-    tokenInMemory = token;
-    try {
-      if (token === null) window.sessionStorage.removeItem(TOKEN_KEY);
-      else window.sessionStorage.setItem(TOKEN_KEY, token);
-    } catch (e) {
-      /* kept in memory only */
-    }
-  }
+  var storedToken = window.flowmeshToken.stored;
+  var storeToken = window.flowmeshToken.store;
 
   /** Thrown after a 401/403: the token form is shown, and `resume` runs again once a token is given. */
   function NeedsToken() {}
