@@ -10,6 +10,7 @@ import GracefulLeave from "./mixins/graceful-leave.middleware";
 import { brokerMiddlewares } from "./mixins/metrics";
 import { FlowmeshPrometheusReporter } from "./mixins/prometheus.reporter";
 import { createValidator } from "./mixins/validator";
+import { BinaryPayloadSerializer } from "./mixins/binary.serializer";
 import { transporterFromEnv } from "./src/nats-options";
 
 const settings = readSettings(process.env);
@@ -30,8 +31,9 @@ const config: BrokerOptions & { flowmesh: ReturnType<typeof readSettings> } = {
   transporter,
   logger: { type: "Console", options: { formatter: "short", colors: process.stdout.isTTY === true } },
   logLevel: (process.env.LOGLEVEL as BrokerOptions["logLevel"]) || "info",
-  // JSON keeps messages readable in NATS tooling; large payloads are chunked by Flowmesh itself.
-  serializer: "JSON",
+  // JSON, except that a Buffer payload (a write message of the group codec) travels as its
+  // own bytes (mixins/binary.serializer.ts); large payloads are chunked by Flowmesh itself.
+  serializer: new BinaryPayloadSerializer(),
   // A lost node must be noticed in seconds, not Moleculer's default 30-60 s.
   heartbeatInterval: 1,
   heartbeatTimeout: 2.5,

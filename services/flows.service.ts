@@ -17,6 +17,7 @@ import { RenderedReadCache, filterKey, readVersionCache, renderFlowRecords, type
 import { readSettings } from "../src/settings";
 import { aggregateParams, groupByOf, ingestParams, isInvalid, requestedHours, topParams, type Invalid } from "../src/validation";
 import { WriteCoalescer } from "../src/write-coalescer";
+import { encodeGroup, encodeMessage } from "../src/wire/group-codec";
 import {
   MESSAGE_BYTES,
   ShardActions,
@@ -26,6 +27,7 @@ import {
   noPrimary,
   partitionUnavailable,
   sumOverflow,
+  type ApplyParams,
   type GroupResult,
   type GroupsPage,
   type HourBounds,
@@ -378,7 +380,15 @@ const FlowsService: ServiceSchema = {
           this.metrics.flowmesh_write_groups_total.increment(null, groups.length);
           let epoch = 0;
           for (const g of groups) epoch = Math.max(epoch, g.epoch);
-          const answer = (await this.broker.call(ShardActions.apply, { epoch, groups: groups.map((g) => toMessage(g.batches)) }, { nodeID })) as { results: GroupResult[] };
+          // To another process the groups go encoded once, as bytes (src/wire/group-codec.ts); in process, as they are.
+          const params: ApplyParams =
+            nodeID === this.broker.nodeID
+              ? { epoch, groups: groups.map((g) => ({ key: undefined, batches: g.batches })) }
+              : encodeMessage(
+                  epoch,
+                  groups.map((g) => encodeGroup(g.batches)),
+                );
+          const answer = (await this.broker.call(ShardActions.apply, params, { nodeID })) as { results: GroupResult[] };
           return answer.results;
         };
         writer = new WriteCoalescer<WriteGroup, GroupResult>(send, { maxInFlight: this.flowmesh.writesInFlight, maxBytes: MESSAGE_BYTES });

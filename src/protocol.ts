@@ -7,6 +7,7 @@
  */
 import { Errors } from "moleculer";
 import type { SubBatchMessage } from "./batching";
+import type { Group } from "./wire/group-codec";
 import type { FlowFilter } from "./flow-key";
 import type { ApplyResult, FlowRun, SnapshotChunk } from "./partition-store";
 import type { GroupColumns, GroupField } from "./query/top";
@@ -36,17 +37,15 @@ export const ShardActions = {
 /** Under NATS's default 1 MB payload limit, with room for Moleculer's envelope. */
 export const MESSAGE_BYTES = 512 * 1024;
 
-/** Gateway -> primary: groups of one or more requests, placed by the table of `epoch`. */
-export interface ApplyParams {
-  epoch: number;
-  groups: SubBatchMessage[];
-}
+/**
+ * Gateway -> primary: groups of one or more requests, placed by the table of `epoch`.
+ * Between processes a message of the group codec (src/wire/group-codec.ts, carried as
+ * bytes by mixins/binary.serializer.ts); in one process the groups themselves.
+ */
+export type ApplyParams = Buffer | { epoch: number; groups: Group[] };
 
-/** Primary -> copy: the applied groups, stamped with the epoch of the primary's table. */
-export interface ReplicateParams {
-  epoch: number;
-  groups: SubBatchMessage[];
-}
+/** Primary -> copy: the applied groups' parts each copy holds, stamped with the epoch of the primary's table (a group codec message). */
+export type ReplicateParams = Buffer;
 
 export interface RevertParams {
   groups: SubBatchMessage[];

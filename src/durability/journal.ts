@@ -19,6 +19,7 @@
 import * as fs from "fs";
 import * as path from "path";
 import type { PartitionStore, RemovedFlow, SnapshotChunk, SubBatch } from "../partition-store";
+import { decodeGroup, encodeGroup } from "../wire/group-codec";
 import { loadCheckpoint, readCheckpoints, removeCheckpoint, takeCheckpoint, writeCheckpoint, writeCheckpointSync } from "./checkpoint";
 import { listSegments, readLog, syncDir, Wal, type SyncMode } from "./wal";
 
@@ -35,7 +36,12 @@ export interface JournalOptions {
   checkpointBytes?: number;
 }
 
-/** One log record. */
+/**
+ * One log record: an applied group is binary, `0x01 | f64 time | the group's bytes`
+ * (src/wire/group-codec.ts: the bytes the gateway sent, as received); the rest is JSON
+ * (starts with '{'). Logs written before the codec hold JSON "apply" records too.
+ */
+const APPLIED_GROUP = 0x01;
 type Entry =
   | { o: "apply"; t: number; b: SubBatch[] }
   | { o: "revert"; t: number; b: SubBatch[]; rm: RemovedFlow[] }
@@ -87,7 +93,8 @@ export class Journal {
     const walDir = path.join(o.dir, "wal");
     let nextLsn = readLog(walDir, (lsn, payload) => {
       records++;
-      this.replay(lsn, JSON.parse(payload.toString("utf8")) as Entry);
+      if (payload[0] === APPLIED_GROUP) this.replay(lsn, { o: "apply", t: payload.readDoubleLE(1), b: decodeGroup(payload.subarray(9)).batches });
+      else this.replay(lsn, JSON.parse(payload.toString("utf8")) as Entry);
     }, o.log.warn);
     // Checkpoints only cover records already durable, so the log reaches at least as far,
     // unless DURABILITY=interval lost its last second to a power cut. New records must
@@ -118,8 +125,18 @@ export class Journal {
     return err === null ? null : `the write-ahead log cannot be written (${(err as NodeJS.ErrnoException).code ?? err.message}); reads go on, writes resume when it can`;
   }
 
+  /** Applied sub-batches, not received encoded (a copy's queued writes, the embedded node's). */
   applied(batches: SubBatch[], t: number): void {
-    if (batches.length > 0) this.append({ o: "apply", t, b: batches }, batches);
+    if (batches.length > 0) this.appliedGroup(encodeGroup(batches), batches, t);
+  }
+
+  /** An applied group's bytes (group codec), `batches` what they hold. */
+  appliedGroup(bytes: Buffer, batches: readonly SubBatch[], t: number): void {
+    const payload = Buffer.allocUnsafe(9 + bytes.length);
+    payload[0] = APPLIED_GROUP;
+    payload.writeDoubleLE(t, 1);
+    bytes.copy(payload, 9);
+    this.appendPayload(payload, batches);
   }
 
   /** `removed`: the flows the revert removed (created by the reverted request, back at zero). */
@@ -226,8 +243,11 @@ export class Journal {
     return need;
   }
 
-  private append(entry: Entry, touched: { partition: number }[]): void {
-    const payload = Buffer.from(JSON.stringify(entry));
+  private append(entry: Entry, touched: readonly { partition: number }[]): void {
+    this.appendPayload(Buffer.from(JSON.stringify(entry)), touched);
+  }
+
+  private appendPayload(payload: Buffer, touched: readonly { partition: number }[]): void {
     this.bytesSinceCheckpoint += payload.length;
     const lsn = this.wal.append(payload);
     for (const { partition: p } of touched) {

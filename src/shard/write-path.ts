@@ -15,7 +15,8 @@
  * No Moleculer: `send`, the fence and the table are handed in.
  */
 import { fromMessage, toMessage } from "../batching";
-import { PartitionStore, SumOverflowError, type RemovedFlow, type SubBatch } from "../partition-store";
+import { decodeGroup, encodeMessage, groupBytes, readMessage, type Group } from "../wire/group-codec";
+import { PartitionStore, SumOverflowError, type ApplyResult, type RemovedFlow, type SubBatch } from "../partition-store";
 import type { PlacementTable } from "../placement-store";
 import { fenced, logUnwritable, staleTable, sumOverflow, wrongOwner, type ApplyParams, type GroupRefusal, type GroupResult, type ReplicateParams, type RevertParams } from "../protocol";
 import type { PartitionRoles } from "./partition-roles";
@@ -24,6 +25,7 @@ import type { PartitionRoles } from "./partition-roles";
 export interface WriteJournal {
   refusal(): string | null;
   applied(batches: SubBatch[], t: number): void;
+  appliedGroup(bytes: Buffer, batches: readonly SubBatch[], t: number): void;
   reverted(batches: SubBatch[], removed: RemovedFlow[], t: number): void;
   durable(): Promise<void>;
 }
@@ -72,10 +74,11 @@ export class WritePath {
   }
 
   async apply(params: ApplyParams): Promise<{ results: GroupResult[] }> {
-    const groups = params.groups.map(fromMessage);
+    const message = Buffer.isBuffer(params) ? decodeMessage(params) : params;
+    const groups = message.groups;
     const partitions: number[] = [];
-    for (const g of groups) for (const b of g) partitions.push(b.partition);
-    const refused = new Set<number>(this.notServedAsPrimary(partitions, params.epoch));
+    for (const g of groups) for (const b of g.batches) partitions.push(b.partition);
+    const refused = new Set<number>(this.notServedAsPrimary(partitions, message.epoch));
     const journal = this.o.journal;
     const unwritable = journal?.refusal();
     if (unwritable) throw logUnwritable(unwritable);
@@ -83,40 +86,34 @@ export class WritePath {
     const applied: number[] = [];
     const epoch = this.o.table()?.epoch;
     const now = Date.now();
-    const logged: SubBatch[] = [];
     for (let i = 0; i < groups.length; i++) {
       const group = groups[i];
       if (refused.size > 0) {
-        const wrong = [...new Set(group.filter((b) => refused.has(b.partition)).map((b) => b.partition))];
+        const wrong = [...new Set(group.batches.filter((b) => refused.has(b.partition)).map((b) => b.partition))];
         if (wrong.length > 0) {
           results[i] = this.o.refusalOf(wrongOwner(wrong, epoch));
           continue;
         }
       }
       try {
-        const result = this.o.store.apply(group, { now, applied: journal ? logged : undefined });
-        this.o.counted.applied(result.records, result.duplicates);
-        results[i] = result;
+        results[i] = this.applyGroup(group, now);
         applied.push(i);
       } catch (err) {
         if (!(err instanceof SumOverflowError)) throw err;
         results[i] = this.o.refusalOf(sumOverflow(err.message, { flow: err.flow, field: err.field }));
       }
     }
-    // Logged in the same turn as applied; answered only once on disk (a duplicate too: its first copy may still be on its way).
-    journal?.applied(logged, now);
     if (applied.length === 0) {
       await this.durable();
       return { results };
     }
     // Counted in the same turn as the ownership check: a release waits for these writes.
     const inflight = this.inflight;
-    for (const i of applied) for (const b of groups[i]) inflight[b.partition]++;
+    for (const i of applied) for (const b of groups[i].batches) inflight[b.partition]++;
     try {
       // Duplicates are forwarded too: a retry after a failed forward must reach the copies (they dedupe).
       await Promise.all([
-        this.toFollowers(
-          "replicate",
+        this.replicateToFollowers(
           applied.map((i) => groups[i]),
           epoch ?? 0,
         ).catch((err: unknown) => {
@@ -126,9 +123,26 @@ export class WritePath {
         this.durable(),
       ]);
     } finally {
-      for (const i of applied) for (const b of groups[i]) inflight[b.partition]--;
+      for (const i of applied) for (const b of groups[i].batches) inflight[b.partition]--;
     }
     return { results };
+  }
+
+  /**
+   * Apply a group atomically and log, in the same turn, the parts applied (not those
+   * skipped as duplicates): the bytes as received when it arrived encoded. Its answer
+   * waits for durable() (a duplicate's too: its first copy may still be on its way).
+   */
+  private applyGroup(group: Group, now: number): ApplyResult {
+    const journal = this.o.journal;
+    const logged: SubBatch[] = [];
+    const result = this.o.store.apply(group.batches, { now, applied: journal ? logged : undefined });
+    this.o.counted.applied(result.records, result.duplicates);
+    if (journal !== null && logged.length > 0) {
+      const indexes = logged.length === group.batches.length ? undefined : appliedIndexes(group.batches, logged);
+      journal.appliedGroup(groupBytes(group, indexes), logged, now);
+    }
+    return result;
   }
 
   /**
@@ -141,24 +155,30 @@ export class WritePath {
     const journal = this.o.journal;
     const unwritable = journal?.refusal();
     if (unwritable) throw logUnwritable(unwritable);
+    const message = decodeMessage(params);
     const now = Date.now();
-    for (const message of params.groups) {
-      const ready: SubBatch[] = [];
-      for (const b of fromMessage(message)) {
+    for (const group of message.groups) {
+      let queued: number[] | null = null;
+      group.batches.forEach((b, i) => {
         const p = b.partition;
         if (!roles.acceptsForward(p)) throw wrongOwner([p], table?.epoch);
         // A newer table than the sender's that names another primary: the sender was replaced.
-        if (table !== null && params.epoch < table.epoch && table.owners[p]?.[0] !== sender) throw wrongOwner([p], table.epoch);
+        if (table !== null && message.epoch < table.epoch && table.owners[p]?.[0] !== sender) throw wrongOwner([p], table.epoch);
         const queue = roles.queueOf(p);
-        if (queue) queue.push(b);
-        else ready.push(b);
+        if (queue) {
+          queue.push(b);
+          (queued ??= []).push(i);
+        }
+      });
+      if (queued === null) this.applyGroup(group, now);
+      else {
+        const waiting = new Set(queued);
+        const ready = group.batches.map((_, i) => i).filter((i) => !waiting.has(i));
+        if (ready.length > 0) this.applyGroup(subGroup(group, ready), now);
       }
-      const logged: SubBatch[] = [];
-      this.o.store.apply(ready, { now, applied: journal ? logged : undefined });
-      journal?.applied(logged, now);
     }
     await this.durable();
-    return { groups: params.groups.length };
+    return { groups: message.groups.length };
   }
 
   /** Undo keyed sub-batches this node applied (a sum refused elsewhere), here and on every copy. */
@@ -169,7 +189,7 @@ export class WritePath {
     const removed: RemovedFlow[] = [];
     const reverted = this.o.store.revert(batches, now, undone, removed);
     this.o.journal?.reverted(undone, removed, now);
-    await Promise.all([params.copy ? undefined : this.toFollowers("revert", [batches], this.o.table()?.epoch ?? 0), this.durable()]);
+    await Promise.all([params.copy ? undefined : this.revertOnFollowers(batches), this.durable()]);
     return { reverted };
   }
 
@@ -189,32 +209,55 @@ export class WritePath {
     while (this.inflight[partition] > 0) await new Promise((r) => setTimeout(r, 2));
   }
 
-  /** One message per follower node, carrying the groups (or their parts) it holds a copy of. */
-  private async toFollowers(action: "replicate" | "revert", groups: SubBatch[][], epoch: number): Promise<void> {
-    let byNode: Map<string, SubBatch[][]> | null = null;
+  /** One message per follower node, carrying the groups' parts it holds a copy of (slices of what arrived). */
+  private async replicateToFollowers(groups: Group[], epoch: number): Promise<void> {
+    const byNode = new Map<string, Buffer[]>();
     for (const group of groups) {
-      let perNode: Map<string, SubBatch[]> | null = null;
-      for (const b of group) {
-        for (const n of this.o.followersOf(b.partition)) {
-          perNode ??= new Map();
-          let list = perNode.get(n);
-          if (!list) perNode.set(n, (list = []));
-          list.push(b);
-        }
-      }
-      if (perNode === null) continue;
-      byNode ??= new Map();
-      for (const [n, list] of perNode) {
-        let lists = byNode.get(n);
-        if (!lists) byNode.set(n, (lists = []));
-        lists.push(list);
+      const perNode = this.byFollower(group.batches);
+      for (const [n, indexes] of perNode) {
+        let list = byNode.get(n);
+        if (!list) byNode.set(n, (list = []));
+        list.push(groupBytes(group, indexes));
       }
     }
-    if (byNode === null) return;
-    await Promise.all(
-      Array.from(byNode, ([nodeID, lists]) =>
-        this.o.send(nodeID, action, action === "replicate" ? { epoch, groups: lists.map(toMessage) } : { groups: lists.map(toMessage), copy: true }),
-      ),
-    );
+    await Promise.all(Array.from(byNode, ([nodeID, list]) => this.o.send(nodeID, "replicate", encodeMessage(epoch, list))));
   }
+
+  private async revertOnFollowers(batches: SubBatch[]): Promise<void> {
+    const perNode = this.byFollower(batches);
+    await Promise.all(Array.from(perNode, ([nodeID, indexes]) => this.o.send(nodeID, "revert", { groups: [toMessage(indexes.map((i) => batches[i]))], copy: true })));
+  }
+
+  /** Per follower node, the indexes of the sub-batches it holds a copy of. */
+  private byFollower(batches: readonly SubBatch[]): Map<string, number[]> {
+    const perNode = new Map<string, number[]>();
+    batches.forEach((b, i) => {
+      for (const n of this.o.followersOf(b.partition)) {
+        let list = perNode.get(n);
+        if (!list) perNode.set(n, (list = []));
+        list.push(i);
+      }
+    });
+    return perNode;
+  }
+}
+
+/** A binary apply/replicate message, decoded. */
+function decodeMessage(bytes: Buffer): { epoch: number; groups: Group[] } {
+  const { epoch, groups } = readMessage(bytes);
+  return { epoch, groups: groups.map(decodeGroup) };
+}
+
+/** The positions in `batches` of the sub-batches in `applied` (a subsequence of them). */
+function appliedIndexes(batches: readonly SubBatch[], applied: readonly SubBatch[]): number[] {
+  const out: number[] = [];
+  let j = 0;
+  for (let i = 0; i < batches.length && j < applied.length; i++) if (batches[i] === applied[j]) (out.push(i), j++);
+  return out;
+}
+
+/** The group holding only `indexes` of its sub-batches. */
+function subGroup(group: Group, indexes: number[]): Group {
+  const batches = indexes.map((i) => group.batches[i]);
+  return group.parts === undefined ? { key: group.key, batches } : { key: group.key, batches, parts: indexes.map((i) => group.parts![i]) };
 }

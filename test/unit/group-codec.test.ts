@@ -1,0 +1,98 @@
+import fc from "fast-check";
+import { BinaryPayloadSerializer } from "../../mixins/binary.serializer";
+import type { SubBatch } from "../../src/partition-store";
+import { decodeGroup, encodeGroup, encodeMessage, groupBytes, partsOf, readMessage } from "../../src/wire/group-codec";
+
+const loneSurrogate = fc.integer({ min: 0xd800, max: 0xdfff }).map((c) => String.fromCharCode(c));
+const key = fc.oneof(
+  fc.string({ maxLength: 40 }),
+  fc.string({ unit: "binary", maxLength: 300 }),
+  fc.string({ unit: fc.oneof(fc.constantFrom("a", "🚀", "\u0000"), loneSurrogate), maxLength: 100 }),
+);
+const count = fc.integer({ min: 0, max: Number.MAX_SAFE_INTEGER });
+const subBatch = (idempotencyKey: fc.Arbitrary<string | undefined>): fc.Arbitrary<SubBatch> =>
+  fc.record({
+    partition: fc.integer({ min: 0, max: 4095 }),
+    entries: fc.array(fc.tuple(key, count, count, count), { maxLength: 20 }).map((flows) => flows.flat()),
+    idempotencyKey,
+  }).map((b) => (b.idempotencyKey === undefined ? { partition: b.partition, entries: b.entries } : b));
+
+/** Groups as the gateway makes them: one key for all, none, or derived keys for the parts of an oversized sub-batch. */
+const group = fc.oneof(
+  fc.tuple(fc.string({ minLength: 1, maxLength: 64 }), fc.array(subBatch(fc.constant(undefined)), { maxLength: 8 })).map(([k, bs]) => bs.map((b) => ({ ...b, idempotencyKey: k }))),
+  fc.array(subBatch(fc.constant(undefined)), { maxLength: 8 }),
+  fc.array(subBatch(fc.option(fc.string({ minLength: 1, maxLength: 300 }), { nil: undefined })), { maxLength: 8 }),
+);
+
+describe("group codec", () => {
+  test("a group decodes to the sub-batches it was encoded from (keys in UTF-8, long and short, lone surrogates exact, numbers up to 2^53-1)", () => {
+    fc.assert(
+      fc.property(group, (batches) => {
+        expect(decodeGroup(encodeGroup(batches)).batches).toEqual(batches);
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  test("a subset of a received group's parts is the group of those sub-batches, cut from its bytes", () => {
+    fc.assert(
+      fc.property(group, fc.array(fc.boolean(), { minLength: 8, maxLength: 8 }), (batches, keep) => {
+        const received = decodeGroup(encodeGroup(batches));
+        const indexes = batches.map((_, i) => i).filter((i) => keep[i]);
+        const cut = groupBytes(received, indexes);
+        expect(decodeGroup(cut).batches).toEqual(indexes.map((i) => batches[i]));
+        expect(groupBytes({ key: undefined, batches }, indexes)).toEqual(encodeGroup(indexes.map((i) => batches[i])));
+      }),
+      { numRuns: 200 },
+    );
+  });
+
+  test("the whole group as received is its own bytes (forwarded and logged without a copy)", () => {
+    const bytes = encodeGroup([{ partition: 3, entries: ["a  b  c", 7, 1, 2], idempotencyKey: "k" }]);
+    const received = decodeGroup(bytes);
+    expect(groupBytes(received)).toBe(bytes);
+    expect(partsOf(bytes).key).toBe("k");
+  });
+
+  test("a message carries its epoch and groups; truncated or foreign bytes are refused, never half-read", () => {
+    const g1 = encodeGroup([{ partition: 1, entries: ["x", 1, 2, 3] }]);
+    const g2 = encodeGroup([{ partition: 2, entries: ["y", 4, 5, 6], idempotencyKey: "key" }]);
+    const message = encodeMessage(42, [g1, g2]);
+    const read = readMessage(message);
+    expect(read.epoch).toBe(42);
+    expect(read.groups.map((g) => Buffer.from(g))).toEqual([g1, g2]);
+    expect(() => readMessage(message.subarray(0, message.length - 1))).toThrow(/truncated/);
+    expect(() => decodeGroup(g2.subarray(0, g2.length - 3))).toThrow(/truncated/);
+    expect(() => decodeGroup(Buffer.concat([g2, Buffer.from([0])]))).toThrow(/after the last part/);
+    expect(() => readMessage(Buffer.from('{"epoch":1}'))).toThrow(/unknown message format/);
+  });
+});
+
+describe("BinaryPayloadSerializer", () => {
+  const serializer = new BinaryPayloadSerializer();
+
+  test("a Buffer in a request's params or a response's data travels as its bytes; the rest is JSON", () => {
+    const params = encodeMessage(7, [encodeGroup([{ partition: 1, entries: ["k", 1, 2, 3] }])]);
+    const request = { ver: "4", sender: "gw", id: "1", action: "flow-shard.apply", params, meta: { a: 1 }, timeout: 10 };
+    const wire = serializer.serialize({ ...request }, "REQ");
+    // Less than a JSON array of the bytes would take, and the bytes are there as they are.
+    expect(wire.length).toBeLessThan(params.length + 200);
+    const back = serializer.deserialize(wire, "REQ");
+    expect(Buffer.isBuffer(back.params)).toBe(true);
+    expect(Buffer.compare(back.params as Buffer, params)).toBe(0);
+    expect({ ...back, params: null }).toEqual({ ...request, params: null });
+
+    const response = { ver: "4", sender: "s1", id: "1", success: true, data: Buffer.from([0, 1, 255]) };
+    const res = serializer.deserialize(serializer.serialize({ ...response }, "RES"), "RES");
+    expect(Buffer.compare(res.data as Buffer, response.data)).toBe(0);
+  });
+
+  test("everything else is Moleculer's JSON, unchanged", () => {
+    const packet = { ver: "4", sender: "n", id: "2", action: "flows.ingest", params: { flows: [{ hour: 1 }] }, meta: {} };
+    const wire = serializer.serialize(packet, "REQ");
+    expect(wire.toString()).toBe(JSON.stringify(packet));
+    expect(serializer.deserialize(wire, "REQ")).toEqual(packet);
+    const info = { ver: "4", sender: "n", services: [] };
+    expect(serializer.deserialize(serializer.serialize(info, "INFO"), "INFO")).toEqual(info);
+  });
+});
