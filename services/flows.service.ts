@@ -17,7 +17,7 @@ import { RenderedReadCache, filterKey, readVersionCache, renderFlowRecords, type
 import { readSettings } from "../src/settings";
 import { aggregateParams, groupByOf, ingestParams, isInvalid, requestedHours, topParams, type Invalid } from "../src/validation";
 import { WriteCoalescer } from "../src/write-coalescer";
-import { encodeGroup, encodeMessage } from "../src/wire/group-codec";
+import { encodeMessage } from "../src/wire/group-codec";
 import {
   MESSAGE_BYTES,
   ShardActions,
@@ -381,13 +381,8 @@ const FlowsService: ServiceSchema = {
           let epoch = 0;
           for (const g of groups) epoch = Math.max(epoch, g.epoch);
           // To another process the groups go encoded once, as bytes (src/wire/group-codec.ts); in process, as they are.
-          const params: ApplyParams =
-            nodeID === this.broker.nodeID
-              ? { epoch, groups: groups.map((g) => ({ key: undefined, batches: g.batches })) }
-              : encodeMessage(
-                  epoch,
-                  groups.map((g) => encodeGroup(g.batches)),
-                );
+          const message = { epoch, groups: groups.map((g) => ({ group: { batches: g.batches }, parts: undefined })) };
+          const params: ApplyParams = nodeID === this.broker.nodeID ? message : encodeMessage(epoch, message.groups);
           const answer = (await this.broker.call(ShardActions.apply, params, { nodeID })) as { results: GroupResult[] };
           return answer.results;
         };

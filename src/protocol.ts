@@ -7,7 +7,7 @@
  */
 import { Errors } from "moleculer";
 import type { SubBatchMessage } from "./batching";
-import type { Group } from "./wire/group-codec";
+import type { SelectedGroup } from "./wire/group-codec";
 import type { FlowFilter } from "./flow-key";
 import type { ApplyResult, FlowRun, SnapshotChunk } from "./partition-store";
 import type { GroupColumns, GroupField } from "./query/top";
@@ -42,9 +42,9 @@ export const MESSAGE_BYTES = 512 * 1024;
  * Between processes a message of the group codec (src/wire/group-codec.ts, carried as
  * bytes by mixins/binary.serializer.ts); in one process the groups themselves.
  */
-export type ApplyParams = Buffer | { epoch: number; groups: Group[] };
+export type ApplyParams = Buffer | { epoch: number; groups: SelectedGroup[] };
 
-/** Primary -> copy: the applied groups' parts each copy holds, stamped with the epoch of the primary's table (a group codec message). */
+/** Primary -> copy: the applied groups as received, each naming the parts the copy holds, stamped with the epoch of the primary's table (a group codec message). */
 export type ReplicateParams = Buffer;
 
 export interface RevertParams {

@@ -19,7 +19,7 @@
 import * as fs from "fs";
 import * as path from "path";
 import type { PartitionStore, RemovedFlow, SnapshotChunk, SubBatch } from "../partition-store";
-import { decodeGroup, encodeGroup } from "../wire/group-codec";
+import { decodeLogged, encodeLogged, selectedBatches, type SelectedGroup } from "../wire/group-codec";
 import { loadCheckpoint, readCheckpoints, removeCheckpoint, takeCheckpoint, writeCheckpoint, writeCheckpointSync } from "./checkpoint";
 import { listSegments, readLog, syncDir, Wal, type SyncMode } from "./wal";
 
@@ -37,9 +37,9 @@ export interface JournalOptions {
 }
 
 /**
- * One log record: an applied group is binary, `0x01 | f64 time | the group's bytes`
- * (src/wire/group-codec.ts: the bytes the gateway sent, as received); the rest is JSON
- * (starts with '{'). Logs written before the codec hold JSON "apply" records too.
+ * One log record: an applied group is binary, `0x01 | f64 time | selection | group`
+ * (src/wire/group-codec.ts: the group's bytes as the gateway sent them, and which of its
+ * parts applied here); the rest is JSON (starts with '{').
  */
 const APPLIED_GROUP = 0x01;
 type Entry =
@@ -93,7 +93,7 @@ export class Journal {
     const walDir = path.join(o.dir, "wal");
     let nextLsn = readLog(walDir, (lsn, payload) => {
       records++;
-      if (payload[0] === APPLIED_GROUP) this.replay(lsn, { o: "apply", t: payload.readDoubleLE(1), b: decodeGroup(payload.subarray(9)).batches });
+      if (payload[0] === APPLIED_GROUP) this.replay(lsn, { o: "apply", t: payload.readDoubleLE(1), b: decodeLogged(payload.subarray(9)) });
       else this.replay(lsn, JSON.parse(payload.toString("utf8")) as Entry);
     }, o.log.warn);
     // Checkpoints only cover records already durable, so the log reaches at least as far,
@@ -125,18 +125,17 @@ export class Journal {
     return err === null ? null : `the write-ahead log cannot be written (${(err as NodeJS.ErrnoException).code ?? err.message}); reads go on, writes resume when it can`;
   }
 
-  /** Applied sub-batches, not received encoded (a copy's queued writes, the embedded node's). */
+  /** Applied sub-batches, not received encoded (a copy's queued writes). */
   applied(batches: SubBatch[], t: number): void {
-    if (batches.length > 0) this.appliedGroup(encodeGroup(batches), batches, t);
+    if (batches.length > 0) this.appliedGroup({ group: { batches }, parts: undefined }, t);
   }
 
-  /** An applied group's bytes (group codec), `batches` what they hold. */
-  appliedGroup(bytes: Buffer, batches: readonly SubBatch[], t: number): void {
-    const payload = Buffer.allocUnsafe(9 + bytes.length);
+  /** The applied parts of a group: its bytes as received (or encoded now), and the selection. */
+  appliedGroup(g: SelectedGroup, t: number): void {
+    const payload = encodeLogged(g, 9);
     payload[0] = APPLIED_GROUP;
     payload.writeDoubleLE(t, 1);
-    bytes.copy(payload, 9);
-    this.appendPayload(payload, batches);
+    this.appendPayload(payload, selectedBatches(g));
   }
 
   /** `removed`: the flows the revert removed (created by the reverted request, back at zero). */

@@ -15,7 +15,7 @@
  * No Moleculer: `send`, the fence and the table are handed in.
  */
 import { fromMessage, toMessage } from "../batching";
-import { decodeGroup, encodeMessage, groupBytes, readMessage, type Group } from "../wire/group-codec";
+import { decodeMessage, encodeMessage, selectedBatches, type Group, type SelectedGroup } from "../wire/group-codec";
 import { PartitionStore, SumOverflowError, type ApplyResult, type RemovedFlow, type SubBatch } from "../partition-store";
 import type { PlacementTable } from "../placement-store";
 import { fenced, logUnwritable, staleTable, sumOverflow, wrongOwner, type ApplyParams, type GroupRefusal, type GroupResult, type ReplicateParams, type RevertParams } from "../protocol";
@@ -25,7 +25,7 @@ import type { PartitionRoles } from "./partition-roles";
 export interface WriteJournal {
   refusal(): string | null;
   applied(batches: SubBatch[], t: number): void;
-  appliedGroup(bytes: Buffer, batches: readonly SubBatch[], t: number): void;
+  appliedGroup(g: SelectedGroup, t: number): void;
   reverted(batches: SubBatch[], removed: RemovedFlow[], t: number): void;
   durable(): Promise<void>;
 }
@@ -75,7 +75,7 @@ export class WritePath {
 
   async apply(params: ApplyParams): Promise<{ results: GroupResult[] }> {
     const message = Buffer.isBuffer(params) ? decodeMessage(params) : params;
-    const groups = message.groups;
+    const groups = message.groups.map((g) => g.group);
     const partitions: number[] = [];
     for (const g of groups) for (const b of g.batches) partitions.push(b.partition);
     const refused = new Set<number>(this.notServedAsPrimary(partitions, message.epoch));
@@ -96,7 +96,7 @@ export class WritePath {
         }
       }
       try {
-        results[i] = this.applyGroup(group, now);
+        results[i] = this.applyGroup({ group, parts: undefined }, now);
         applied.push(i);
       } catch (err) {
         if (!(err instanceof SumOverflowError)) throw err;
@@ -133,14 +133,15 @@ export class WritePath {
    * skipped as duplicates): the bytes as received when it arrived encoded. Its answer
    * waits for durable() (a duplicate's too: its first copy may still be on its way).
    */
-  private applyGroup(group: Group, now: number): ApplyResult {
+  private applyGroup(selected: SelectedGroup, now: number): ApplyResult {
     const journal = this.o.journal;
+    const batches = selectedBatches(selected);
     const logged: SubBatch[] = [];
-    const result = this.o.store.apply(group.batches, { now, applied: journal ? logged : undefined });
+    const result = this.o.store.apply(batches, { now, applied: journal ? logged : undefined });
     this.o.counted.applied(result.records, result.duplicates);
     if (journal !== null && logged.length > 0) {
-      const indexes = logged.length === group.batches.length ? undefined : appliedIndexes(group.batches, logged);
-      journal.appliedGroup(groupBytes(group, indexes), logged, now);
+      const parts = logged.length === batches.length ? selected.parts : appliedParts(selected, logged);
+      journal.appliedGroup({ group: selected.group, parts }, now);
     }
     return result;
   }
@@ -157,25 +158,20 @@ export class WritePath {
     if (unwritable) throw logUnwritable(unwritable);
     const message = decodeMessage(params);
     const now = Date.now();
-    for (const group of message.groups) {
-      let queued: number[] | null = null;
-      group.batches.forEach((b, i) => {
+    for (const selected of message.groups) {
+      const all = selected.parts ?? selected.group.batches.map((_, i) => i);
+      const ready: number[] = [];
+      for (const i of all) {
+        const b = selected.group.batches[i];
         const p = b.partition;
         if (!roles.acceptsForward(p)) throw wrongOwner([p], table?.epoch);
         // A newer table than the sender's that names another primary: the sender was replaced.
         if (table !== null && message.epoch < table.epoch && table.owners[p]?.[0] !== sender) throw wrongOwner([p], table.epoch);
         const queue = roles.queueOf(p);
-        if (queue) {
-          queue.push(b);
-          (queued ??= []).push(i);
-        }
-      });
-      if (queued === null) this.applyGroup(group, now);
-      else {
-        const waiting = new Set(queued);
-        const ready = group.batches.map((_, i) => i).filter((i) => !waiting.has(i));
-        if (ready.length > 0) this.applyGroup(subGroup(group, ready), now);
+        if (queue) queue.push(b);
+        else ready.push(i);
       }
+      if (ready.length > 0) this.applyGroup({ group: selected.group, parts: ready.length === selected.group.batches.length ? undefined : ready }, now);
     }
     await this.durable();
     return { groups: message.groups.length };
@@ -209,15 +205,14 @@ export class WritePath {
     while (this.inflight[partition] > 0) await new Promise((r) => setTimeout(r, 2));
   }
 
-  /** One message per follower node, carrying the groups' parts it holds a copy of (slices of what arrived). */
+  /** One message per follower node: the groups as received, each naming the parts that node holds a copy of. */
   private async replicateToFollowers(groups: Group[], epoch: number): Promise<void> {
-    const byNode = new Map<string, Buffer[]>();
+    const byNode = new Map<string, SelectedGroup[]>();
     for (const group of groups) {
-      const perNode = this.byFollower(group.batches);
-      for (const [n, indexes] of perNode) {
+      for (const [n, parts] of this.byFollower(group.batches)) {
         let list = byNode.get(n);
         if (!list) byNode.set(n, (list = []));
-        list.push(groupBytes(group, indexes));
+        list.push({ group, parts: parts.length === group.batches.length ? undefined : parts });
       }
     }
     await Promise.all(Array.from(byNode, ([nodeID, list]) => this.o.send(nodeID, "replicate", encodeMessage(epoch, list))));
@@ -242,22 +237,16 @@ export class WritePath {
   }
 }
 
-/** A binary apply/replicate message, decoded. */
-function decodeMessage(bytes: Buffer): { epoch: number; groups: Group[] } {
-  const { epoch, groups } = readMessage(bytes);
-  return { epoch, groups: groups.map(decodeGroup) };
-}
-
-/** The positions in `batches` of the sub-batches in `applied` (a subsequence of them). */
-function appliedIndexes(batches: readonly SubBatch[], applied: readonly SubBatch[]): number[] {
+/** The indexes in its group of a selection's sub-batches that `applied` holds (a subsequence of them). */
+function appliedParts(selected: SelectedGroup, applied: readonly SubBatch[]): number[] {
+  const batches = selected.group.batches;
   const out: number[] = [];
   let j = 0;
-  for (let i = 0; i < batches.length && j < applied.length; i++) if (batches[i] === applied[j]) (out.push(i), j++);
+  for (const i of selected.parts ?? batches.keys()) {
+    if (j < applied.length && batches[i] === applied[j]) {
+      out.push(i);
+      j++;
+    }
+  }
   return out;
-}
-
-/** The group holding only `indexes` of its sub-batches. */
-function subGroup(group: Group, indexes: number[]): Group {
-  const batches = indexes.map((i) => group.batches[i]);
-  return group.parts === undefined ? { key: group.key, batches } : { key: group.key, batches, parts: indexes.map((i) => group.parts![i]) };
 }

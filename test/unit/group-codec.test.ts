@@ -1,7 +1,7 @@
 import fc from "fast-check";
 import { BinaryPayloadSerializer } from "../../mixins/binary.serializer";
 import type { SubBatch } from "../../src/partition-store";
-import { decodeGroup, encodeGroup, encodeMessage, groupBytes, partsOf, readMessage } from "../../src/wire/group-codec";
+import { decodeGroup, decodeLogged, decodeMessage, encodeGroup, encodeLogged, encodeMessage, groupBytes } from "../../src/wire/group-codec";
 
 const loneSurrogate = fc.integer({ min: 0xd800, max: 0xdfff }).map((c) => String.fromCharCode(c));
 const key = fc.oneof(
@@ -34,37 +34,41 @@ describe("group codec", () => {
     );
   });
 
-  test("a subset of a received group's parts is the group of those sub-batches, cut from its bytes", () => {
+  test("a selection of a group's parts travels and is logged with the group's bytes as they are", () => {
     fc.assert(
       fc.property(group, fc.array(fc.boolean(), { minLength: 8, maxLength: 8 }), (batches, keep) => {
         const received = decodeGroup(encodeGroup(batches));
-        const indexes = batches.map((_, i) => i).filter((i) => keep[i]);
-        const cut = groupBytes(received, indexes);
-        expect(decodeGroup(cut).batches).toEqual(indexes.map((i) => batches[i]));
-        expect(groupBytes({ key: undefined, batches }, indexes)).toEqual(encodeGroup(indexes.map((i) => batches[i])));
+        const parts = batches.map((_, i) => i).filter((i) => keep[i]);
+        const wanted = parts.map((i) => batches[i]);
+        const message = decodeMessage(encodeMessage(9, [{ group: received, parts }, { group: received, parts: undefined }]));
+        expect(message.epoch).toBe(9);
+        expect(message.groups[0].parts).toEqual(parts);
+        expect(message.groups[0].group.batches).toEqual(batches);
+        expect(message.groups[1].parts).toBeUndefined();
+        expect(decodeLogged(encodeLogged({ group: received, parts }, 0))).toEqual(wanted);
+        expect(decodeLogged(encodeLogged({ group: { batches }, parts: undefined }, 0))).toEqual(batches);
       }),
       { numRuns: 200 },
     );
   });
 
-  test("the whole group as received is its own bytes (forwarded and logged without a copy)", () => {
+  test("a received group keeps its bytes (forwarded and logged as they came); a local one is encoded once", () => {
     const bytes = encodeGroup([{ partition: 3, entries: ["a  b  c", 7, 1, 2], idempotencyKey: "k" }]);
     const received = decodeGroup(bytes);
     expect(groupBytes(received)).toBe(bytes);
-    expect(partsOf(bytes).key).toBe("k");
+    const local = { batches: received.batches };
+    expect(groupBytes(local)).toBe(groupBytes(local));
   });
 
-  test("a message carries its epoch and groups; truncated or foreign bytes are refused, never half-read", () => {
-    const g1 = encodeGroup([{ partition: 1, entries: ["x", 1, 2, 3] }]);
-    const g2 = encodeGroup([{ partition: 2, entries: ["y", 4, 5, 6], idempotencyKey: "key" }]);
-    const message = encodeMessage(42, [g1, g2]);
-    const read = readMessage(message);
-    expect(read.epoch).toBe(42);
-    expect(read.groups.map((g) => Buffer.from(g))).toEqual([g1, g2]);
-    expect(() => readMessage(message.subarray(0, message.length - 1))).toThrow(/truncated/);
-    expect(() => decodeGroup(g2.subarray(0, g2.length - 3))).toThrow(/truncated/);
-    expect(() => decodeGroup(Buffer.concat([g2, Buffer.from([0])]))).toThrow(/after the last part/);
-    expect(() => readMessage(Buffer.from('{"epoch":1}'))).toThrow(/unknown message format/);
+  test("truncated, padded or foreign bytes are refused, never half-read", () => {
+    const g = encodeGroup([{ partition: 2, entries: ["y", 4, 5, 6], idempotencyKey: "key" }]);
+    const message = encodeMessage(42, [{ group: decodeGroup(g), parts: [0] }]);
+    expect(() => decodeMessage(message.subarray(0, message.length - 1))).toThrow(/truncated/);
+    expect(() => decodeMessage(Buffer.concat([message, Buffer.from([0])]))).toThrow(/after the last group/);
+    expect(() => decodeGroup(g.subarray(0, g.length - 3))).toThrow(/truncated/);
+    expect(() => decodeGroup(Buffer.concat([g, Buffer.from([0])]))).toThrow(/after the group/);
+    expect(() => decodeMessage(Buffer.from('{"epoch":1}'))).toThrow(/unknown message format/);
+    expect(() => decodeMessage(encodeMessage(1, [{ group: decodeGroup(g), parts: [1] }]))).toThrow(/part 1 selected of 1/);
   });
 });
 
@@ -72,7 +76,7 @@ describe("BinaryPayloadSerializer", () => {
   const serializer = new BinaryPayloadSerializer();
 
   test("a Buffer in a request's params or a response's data travels as its bytes; the rest is JSON", () => {
-    const params = encodeMessage(7, [encodeGroup([{ partition: 1, entries: ["k", 1, 2, 3] }])]);
+    const params = encodeMessage(7, [{ group: { batches: [{ partition: 1, entries: ["k", 1, 2, 3] }] }, parts: undefined }]);
     const request = { ver: "4", sender: "gw", id: "1", action: "flow-shard.apply", params, meta: { a: 1 }, timeout: 10 };
     const wire = serializer.serialize({ ...request }, "REQ");
     // Less than a JSON array of the bytes would take, and the bytes are there as they are.
