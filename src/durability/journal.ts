@@ -21,7 +21,7 @@ import * as path from "path";
 import type { PartitionStore, RemovedFlow, SnapshotChunk, SubBatch } from "../partition-store";
 import { decodeLogged, encodeLogged, selectedBatches, type SelectedGroup } from "../wire/group-codec";
 import { loadCheckpoint, readCheckpoints, removeCheckpoint, takeCheckpoint, writeCheckpoint, writeCheckpointSync } from "./checkpoint";
-import { listSegments, readLog, syncDir, Wal, type SyncMode } from "./wal";
+import { listSegments, readLog, RECORD_HEADER, syncDir, Wal, type SyncMode } from "./wal";
 
 export interface JournalOptions {
   dir: string;
@@ -132,10 +132,12 @@ export class Journal {
 
   /** The applied parts of a group: its bytes as received (or encoded now), and the selection. */
   appliedGroup(g: SelectedGroup, t: number): void {
-    const payload = encodeLogged(g, 9);
-    payload[0] = APPLIED_GROUP;
-    payload.writeDoubleLE(t, 1);
-    this.appendPayload(payload, selectedBatches(g));
+    // Built in place: the log's header, then kind and time, then selection and group (one buffer, one copy at most).
+    const record = encodeLogged(g, RECORD_HEADER + 9);
+    record[RECORD_HEADER] = APPLIED_GROUP;
+    record.writeDoubleLE(t, RECORD_HEADER + 1);
+    this.bytesSinceCheckpoint += record.length;
+    this.touch(this.wal.appendRecord(record), selectedBatches(g));
   }
 
   /** `removed`: the flows the revert removed (created by the reverted request, back at zero). */
@@ -248,7 +250,11 @@ export class Journal {
 
   private appendPayload(payload: Buffer, touched: readonly { partition: number }[]): void {
     this.bytesSinceCheckpoint += payload.length;
-    const lsn = this.wal.append(payload);
+    this.touch(this.wal.append(payload), touched);
+  }
+
+  /** Record `lsn` holds changes to these partitions. */
+  private touch(lsn: number, touched: readonly { partition: number }[]): void {
     for (const { partition: p } of touched) {
       if (this.firstLsn[p] < 0) this.firstLsn[p] = lsn;
       this.lastLsn[p] = lsn;

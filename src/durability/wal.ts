@@ -19,6 +19,8 @@ import * as path from "path";
 import { crc32 } from "zlib";
 
 const HEADER = 8;
+/** Bytes in front of a record's payload (length and checksum): room a caller of appendRecord leaves. */
+export const RECORD_HEADER = HEADER;
 const SUFFIX = ".wal";
 
 export type SyncMode = "sync" | "interval";
@@ -127,9 +129,14 @@ export class Wal {
   private segmentFirstLsn: number;
   private segmentSize: number;
   private nextLsn: number;
-  /** Encoded records not yet written, and the LSN of the last of them. */
-  private pending: Buffer[] = [];
+  /**
+   * Encoded records not yet written, copied into one reused buffer (`pending`, `pendingBytes`
+   * used), and the buffer the last write took (`spare`, reused next): at hundreds of records
+   * a second, a buffer allocated per record made the GC a sixth of the node's time.
+   */
+  private pending = Buffer.allocUnsafe(1 << 20);
   private pendingBytes = 0;
+  private spare = Buffer.allocUnsafe(1 << 20);
   /** Last LSN written to the file; last LSN on disk. */
   private writtenLsn: number;
   private syncedLsn: number;
@@ -174,8 +181,18 @@ export class Wal {
 
   /** Append one record; returns its LSN. Write it with durable(). */
   append(payload: Buffer): number {
-    const record = encodeRecord(payload);
-    this.pending.push(record);
+    return this.appendRecord(encodeRecord(payload));
+  }
+
+  /**
+   * Append a record whose first RECORD_HEADER bytes are left for the log to fill; it is
+   * copied, so the caller may reuse `record` at once.
+   */
+  appendRecord(record: Buffer): number {
+    record.writeUInt32LE(record.length - HEADER, 0);
+    record.writeUInt32LE(crc32(record.subarray(HEADER)), 4);
+    this.reserve(record.length);
+    record.copy(this.pending, this.pendingBytes);
     this.pendingBytes += record.length;
     const lsn = this.nextLsn++;
     queueMicrotask(() => void this.pump());
@@ -224,14 +241,24 @@ export class Wal {
     fs.closeSync(this.fd);
   }
 
+  /** Room for `n` more bytes in the pending buffer. */
+  private reserve(n: number): void {
+    if (this.pendingBytes + n <= this.pending.length) return;
+    const bigger = Buffer.allocUnsafe(Math.max(2 * this.pending.length, this.pendingBytes + n));
+    this.pending.copy(bigger, 0, 0, this.pendingBytes);
+    this.pending = bigger;
+  }
+
   private async pump(): Promise<void> {
     if (this.pumping) return;
     this.pumping = true;
     try {
-      while (this.pending.length > 0) {
-        // Take what is buffered now; records appended during the write wait for the next round.
-        const data = this.pending.length === 1 ? this.pending[0] : Buffer.concat(this.pending, this.pendingBytes);
-        this.pending = [];
+      while (this.pendingBytes > 0) {
+        // Take what is buffered now; records appended during the write wait for the next round (in the other buffer).
+        const full = this.pending;
+        const data = full.subarray(0, this.pendingBytes);
+        this.pending = this.spare;
+        this.spare = full;
         this.pendingBytes = 0;
         const upTo = this.nextLsn - 1;
         const before = this.segmentSize;
@@ -240,8 +267,11 @@ export class Wal {
         } catch (err) {
           // Cut a partial write back off and keep the records in front: written whole later, or never.
           await ftruncate(this.fd, before).catch(() => undefined);
-          this.pending.unshift(data);
-          this.pendingBytes += data.length;
+          const after = Buffer.from(this.pending.subarray(0, this.pendingBytes));
+          this.pending = Buffer.allocUnsafe(Math.max(1 << 20, data.length + after.length));
+          data.copy(this.pending, 0);
+          after.copy(this.pending, data.length);
+          this.pendingBytes = data.length + after.length;
           this.fail(err as Error);
           return;
         }
@@ -292,7 +322,7 @@ export class Wal {
   }
 
   private async retry(): Promise<void> {
-    if (this.o.mode === "sync" && this.pending.length === 0 && this.writtenLsn > this.syncedLsn) {
+    if (this.o.mode === "sync" && this.pendingBytes === 0 && this.writtenLsn > this.syncedLsn) {
       try {
         await fdatasync(this.fd);
         this.syncedLsn = this.writtenLsn;
@@ -304,7 +334,7 @@ export class Wal {
       }
     }
     await this.pump();
-    if (this.failure !== null && this.pending.length === 0 && this.writtenLsn <= this.syncedLsn) this.failure = null;
+    if (this.failure !== null && this.pendingBytes === 0 && this.writtenLsn <= this.syncedLsn) this.failure = null;
     if (this.failure === null) this.o.warn("Write-ahead log: writing again");
   }
 

@@ -61,8 +61,9 @@ export class Writer {
       this.at += 5 + n;
     }
   }
+  /** The bytes written (a view, not a copy: a writer's buffer is its result's alone). */
   done(): Buffer {
-    return Buffer.from(this.buf.subarray(0, this.at));
+    return this.buf.subarray(0, this.at);
   }
 }
 

@@ -59,12 +59,39 @@ function commonKey(batches: readonly SubBatch[]): string | undefined {
 
 /** A group of sub-batches (one request's for one node) as bytes. */
 export function encodeGroup(batches: readonly SubBatch[]): Buffer {
+  const w = new Writer(groupSizeBound(batches));
+  writeGroup(w, batches);
+  return w.done();
+}
+
+/** At least the bytes of the group encoded (keys at 3 bytes a unit, escapes aside): one allocation, no growing. */
+function groupSizeBound(batches: readonly SubBatch[]): number {
+  let bytes = 64;
+  for (const b of batches) {
+    const e = b.entries;
+    bytes += 16 + 3 * (b.idempotencyKey?.length ?? 0);
+    for (let i = 0; i < e.length; i += 4) bytes += 27 + 3 * (e[i] as string).length;
+  }
+  return bytes;
+}
+
+/**
+ * Float64 scratch for a group's numbers while it is encoded or decoded (values are copied
+ * out before the call returns): an ArrayBuffer per group is memory outside V8's heap, and
+ * hundreds a second of those made the GC run full collections.
+ */
+let scratchNumbers = new Float64Array(3 * 1024);
+function numbersFor(flows: number): Float64Array {
+  if (scratchNumbers.length < 3 * flows) scratchNumbers = new Float64Array(Math.max(3 * flows, 2 * scratchNumbers.length));
+  return scratchNumbers;
+}
+
+function writeGroup(w: Writer, batches: readonly SubBatch[]): void {
   let flows = 0;
   for (const b of batches) flows += b.entries.length / 4;
   const keys: string[] = new Array(flows);
-  const numbers = new Float64Array(3 * flows);
+  const numbers = numbersFor(flows);
   const key = commonKey(batches);
-  const w = new Writer(256 + 16 * batches.length + 24 * flows);
   w.u8(GROUP_FORMAT);
   w.str(key ?? "");
   w.u32(batches.length);
@@ -89,14 +116,13 @@ export function encodeGroup(batches: readonly SubBatch[]): Buffer {
     }
   }
   const json = JSON.stringify(keys);
-  w.room(4 + 3 * json.length + numbers.byteLength);
+  w.room(4 + 3 * json.length + 24 * flows);
   const lengthAt = w.at;
   const written = w.buf.utf8Write(json, lengthAt + 4);
   w.buf.writeUInt32LE(written, lengthAt);
   w.at = lengthAt + 4 + written;
-  w.buf.set(new Uint8Array(numbers.buffer), w.at);
-  w.at += numbers.byteLength;
-  return w.done();
+  w.buf.set(new Uint8Array(numbers.buffer, 0, 24 * flows), w.at);
+  w.at += 24 * flows;
 }
 
 /** A received group's sub-batches. */
@@ -126,8 +152,8 @@ export function decodeGroup(bytes: Buffer): Group {
   if (!Array.isArray(keys) || keys.length !== flows) throw new Error("group codec: the flow keys do not match the parts");
   r.at += keysBytes;
   r.need(24 * flows);
-  const numbers = new Float64Array(3 * flows);
-  new Uint8Array(numbers.buffer).set(bytes.subarray(r.at, r.at + 24 * flows));
+  const numbers = numbersFor(flows);
+  new Uint8Array(numbers.buffer, 0, 24 * flows).set(bytes.subarray(r.at, r.at + 24 * flows));
   r.at += 24 * flows;
   if (r.at !== bytes.length) throw new Error(`group codec: ${bytes.length - r.at} byte(s) after the group`);
   const batches: SubBatch[] = new Array(parts);
@@ -189,23 +215,29 @@ export function selectedBatches({ group, parts }: SelectedGroup): SubBatch[] {
   return parts === undefined ? group.batches : parts.map((i) => group.batches[i]);
 }
 
-/** Groups, each applied on its own (as far as selected), as one message. */
+/** Groups, each applied on its own (as far as selected), as one message; a group built here is encoded straight into it. */
 export function encodeMessage(epoch: number, groups: readonly SelectedGroup[]): Buffer {
   let size = 13;
-  for (const g of groups) size += selectionBytes(g.parts) + 4 + groupBytes(g.group).length;
-  const out = Buffer.allocUnsafe(size);
-  out[0] = MESSAGE_FORMAT;
-  out.writeDoubleLE(epoch, 1);
-  out.writeUInt32LE(groups.length, 9);
-  let at = 13;
+  for (const g of groups) size += selectionBytes(g.parts) + 4 + (g.group.bytes?.length ?? groupSizeBound(g.group.batches));
+  const w = new Writer(size);
+  w.u8(MESSAGE_FORMAT);
+  w.f64(epoch);
+  w.u32(groups.length);
   for (const g of groups) {
-    at = writeSelection(out, at, g.parts);
-    const bytes = g.group.bytes!;
-    out.writeUInt32LE(bytes.length, at);
-    bytes.copy(out, at + 4);
-    at += 4 + bytes.length;
+    w.room(selectionBytes(g.parts));
+    w.at = writeSelection(w.buf, w.at, g.parts);
+    const lengthAt = w.at;
+    w.u32(0);
+    const bytes = g.group.bytes;
+    if (bytes === undefined) writeGroup(w, g.group.batches);
+    else {
+      w.room(bytes.length);
+      bytes.copy(w.buf, w.at);
+      w.at += bytes.length;
+    }
+    w.buf.writeUInt32LE(w.at - lengthAt - 4, lengthAt);
   }
-  return out;
+  return w.done();
 }
 
 /** A message's epoch and groups, decoded. */
@@ -236,14 +268,26 @@ function readSelectedGroup(r: Reader): SelectedGroup {
   return { group, parts };
 }
 
-/** A log record's body: the selection, then the group's bytes (never re-encoded when it has them). */
+/**
+ * A log record: `head` bytes for the caller to fill, the selection, then the group's
+ * bytes (as received; a group built in this process is encoded straight into the record).
+ * The result is a view of a buffer the next call reuses: copy it before then.
+ */
 export function encodeLogged(g: SelectedGroup, head: number): Buffer {
-  const bytes = groupBytes(g.group);
-  const out = Buffer.allocUnsafe(head + selectionBytes(g.parts) + bytes.length);
-  const at = writeSelection(out, head, g.parts);
-  bytes.copy(out, at);
-  return out;
+  const bytes = g.group.bytes;
+  const w = scratchRecord;
+  w.at = 0;
+  w.room(head + selectionBytes(g.parts) + (bytes?.length ?? groupSizeBound(g.group.batches)));
+  w.at = writeSelection(w.buf, head, g.parts);
+  if (bytes === undefined) writeGroup(w, g.group.batches);
+  else {
+    bytes.copy(w.buf, w.at);
+    w.at += bytes.length;
+  }
+  return w.done();
 }
+/** Where log records are built: the log copies a record at once (Wal.appendRecord), so one buffer serves every record. */
+const scratchRecord = new Writer(64 * 1024);
 
 /** The sub-batches a log record's body applied. */
 export function decodeLogged(body: Buffer): SubBatch[] {
