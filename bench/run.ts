@@ -12,6 +12,7 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { type TargetFigures, failer, newFigures } from "./harness/figures";
+import { chosenGenerator } from "./harness/generator";
 import { ROOT, stopEverything } from "./harness/processes";
 import { printTable } from "./harness/report";
 import { buildJson } from "./harness/results-json";
@@ -115,11 +116,13 @@ async function main(): Promise<number> {
   const targets = TARGETS.filter((t) => targetKeys.includes(t.key));
   console.log(
     `flowmesh bench: targets ${targets.map((t) => t.key).join(", ")}; scenarios ${scenarios.join(", ")}; ` +
-      `${CONNECTIONS} connections, pipelining ${PIPELINING}; throughput: reference ${WARMUP_S} s warm-up + ${DURATION_S} s, ` +
+      `${CONNECTIONS} connections, pipelining ${PIPELINING}, load generator ${chosenGenerator().name}; throughput: reference ${WARMUP_S} s warm-up + ${DURATION_S} s, ` +
       `other targets ${WARMUP_S} s warm-up + ${ROUNDS} paired rounds of ${ROUND_S} s against a reference server of their own; ` +
       `${os.cpus().length} CPUs, node ${process.version}; clusters' nats-server GOMAXPROCS=${NATS_GOMAXPROCS === "0" ? "(Go's default)" : NATS_GOMAXPROCS}` +
       (scenarios.includes("restart") ? `; restart: ${RESTART_FLOWS.toLocaleString("en-US")} flows` : ""),
   );
+  const generatorNote = chosenGenerator().note;
+  if (generatorNote !== null && scenarios.includes("throughput")) console.log(`note: ${generatorNote}`);
   for (const scenario of OWN_SCENARIOS) {
     if (scenarios.includes(scenario) && !targets.some((t) => t.ownScenarios.includes(scenario))) {
       const runners = TARGETS.filter((t) => t.ownScenarios.includes(scenario)).map((t) => t.key);

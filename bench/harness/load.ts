@@ -1,14 +1,15 @@
 /**
- * Load generation: timed autocannon runs of POST /flows (throughput), and bulk loading of
+ * Load generation: timed autocannon runs of POST /flows (one of the throughput scenario's two
+ * generators, harness/generator.ts; wrk's runs are in harness/wrk.ts), and bulk loading of
  * data with a few concurrent keep-alive POSTs (the GET, memory, handoff, failover and
  * restart scenarios' data).
  */
 import * as http from "http";
 import autocannon = require("autocannon");
 import { httpRequest } from "./http";
-import { CONNECTIONS, DURATION_S, LOAD_CONCURRENCY, PIPELINING, WARMUP_S } from "./settings";
+import { CONNECTIONS, LOAD_CONCURRENCY, PIPELINING } from "./settings";
 
-/** One autocannon run's figures. */
+/** One timed run's figures (autocannon's or wrk's). */
 export interface RunDetails {
   requests_2xx: number;
   non2xx: number;
@@ -19,6 +20,13 @@ export interface RunDetails {
   latency_ms_p50: number;
   latency_ms_p99: number;
   status_codes: Record<string, number>;
+  /** The load generator's own CPU time (user + system) during the run: it shares the cores with the servers. */
+  generator: "wrk" | "autocannon";
+  generator_cpu_ms: number;
+  /** per response (2xx or not) */
+  generator_cpu_ms_per_request: number;
+  /** generator_cpu_ms over the run's wall time, in % of one core */
+  generator_cpu_core_pct: number;
 }
 
 export function runAutocannon(opts: autocannon.Options): Promise<autocannon.Result> {
@@ -42,16 +50,18 @@ export function throughputOptions(url: string, bodies: string[]): autocannon.Opt
   };
 }
 
-/** POST the bodies (cycled per connection) for WARMUP_S, then for DURATION_S measured (the reference target's method). */
-export async function measureThroughput(url: string, bodies: string[]): Promise<RunDetails> {
-  const base = throughputOptions(url, bodies);
-  await runAutocannon({ ...base, duration: WARMUP_S });
-  return throughputRun(base, DURATION_S);
-}
-
-/** One measured autocannon run of `seconds`. */
+/**
+ * One measured autocannon run of `seconds`. autocannon runs inside this process, so its CPU is
+ * this process's during the run (the bench does nothing else meanwhile).
+ */
 export async function throughputRun(base: autocannon.Options, seconds: number): Promise<RunDetails> {
+  const cpuBefore = process.cpuUsage();
+  const started = performance.now();
   const r = await runAutocannon({ ...base, duration: seconds });
+  const wallMs = performance.now() - started;
+  const cpu = process.cpuUsage(cpuBefore);
+  const cpuMs = (cpu.user + cpu.system) / 1000;
+  const responses = r["2xx"] + r.non2xx;
   const status_codes: Record<string, number> = {};
   for (const [code, { count }] of Object.entries(r.statusCodeStats)) status_codes[code] = Number(count);
   return {
@@ -64,6 +74,10 @@ export async function throughputRun(base: autocannon.Options, seconds: number): 
     latency_ms_p50: r.latency.p50,
     latency_ms_p99: r.latency.p99,
     status_codes,
+    generator: "autocannon",
+    generator_cpu_ms: cpuMs,
+    generator_cpu_ms_per_request: responses > 0 ? cpuMs / responses : NaN,
+    generator_cpu_core_pct: wallMs > 0 ? (100 * cpuMs) / wallMs : NaN,
   };
 }
 

@@ -4,6 +4,7 @@
  */
 import { type FigureKey, type Goals, type GoalsMet, goalsMet, type TargetFigures } from "./figures";
 import { fmt, fmtCpu, fmtInt, fmtK, mark } from "./format";
+import { chosenGenerator, fmtGeneratorCpu, fmtGeneratorCpuCell, generatorCpuOf } from "./generator";
 import { ROUNDS } from "./settings";
 import { ratio } from "./stats";
 import { printRestartSummary } from "../scenarios/restart";
@@ -156,6 +157,13 @@ const ROWS: Row[] = [
   },
 ];
 
+/** The row under a flows/s row: the load generator's CPU while it drove each target (and, in /ref columns, each paired reference). */
+function generatorRow(batch: 100 | 1000, targets: Target[], results: Map<string, TargetFigures>, ratioColumns: boolean): string[] {
+  const others = targets.filter((t) => t.key !== "reference");
+  const cell = (t: Target, side: "target" | "reference"): string => fmtGeneratorCpuCell(generatorCpuOf(results.get(t.key), batch, side));
+  return [`  load generator CPU, batch ${batch}`, ...targets.map((t) => cell(t, "target")), ...(ratioColumns ? others.map((t) => cell(t, "reference")) : []), ""];
+}
+
 /**
  * The table: a column per target, then a target/ref column per non-reference target (shown when the reference
  * target ran or some target has paired ratios). In the two flows/s rows the target's cell is the median of its
@@ -173,7 +181,8 @@ export function printTable(targets: Target[], results: Map<string, TargetFigures
     row.goal === undefined || row.markOn !== cell ? "" : mark(goalsMet(f, t.goals)[row.goal] ?? null);
   // rows no selected target has a figure for (e.g. the cluster-only ones without a cluster target) are left out
   const rows = ROWS.filter((row) => targets.some((t) => results.get(t.key)?.[row.key] !== undefined));
-  const body: string[][] = rows.map((row) => {
+  const generatorMeasured = (batch: 100 | 1000): boolean => targets.some((t) => generatorCpuOf(results.get(t.key), batch, "target") !== null);
+  const body: string[][] = rows.flatMap((row) => {
     const cells = [row.metric];
     for (const t of targets) {
       const f = results.get(t.key);
@@ -207,7 +216,8 @@ export function printTable(targets: Target[], results: Map<string, TargetFigures
     }
     const goals = row.goalOf === undefined ? [] : others.flatMap((t) => (t.goals === undefined ? [] : [[t.title, row.goalOf!(t.goals)] as const])).filter(([, g]) => g !== undefined);
     cells.push(goals.map(([title, g]) => `${title} ${g}`).join("; "));
-    return cells;
+    const batch = row.key === "flows_per_s_batch100" ? 100 : row.key === "flows_per_s_batch1000" ? 1000 : null;
+    return batch === null || !generatorMeasured(batch) ? [cells] : [cells, generatorRow(batch, targets, results, ratioColumns)];
   });
   const flaggedRow = ["problems flagged", ...targets.map((t) => String(results.get(t.key)?.flagged.length ?? "-"))];
   while (flaggedRow.length < header.length) flaggedRow.push("");
@@ -219,6 +229,9 @@ export function printTable(targets: Target[], results: Map<string, TargetFigures
   console.log(widths.map((w) => "-".repeat(w)).join("-|-"));
   for (const r of body) console.log(line(r));
   console.log("(✓ / ✗ goal met / missed; ! figure from a flagged run, see below)");
+  if (generatorMeasured(100) || generatorMeasured(1000)) {
+    console.log(`(load generator rows: ${chosenGenerator().name}'s own CPU, ms per request and % of a core, while it drove the target; in a /ref column, its paired reference)`);
+  }
   if (anyPaired) {
     console.log(
       `(flows/s rows: a target's figure is the median of its ${ROUNDS} paired rounds, and its /ref cell the median of the per-round ratios ` +
@@ -232,7 +245,10 @@ export function printTable(targets: Target[], results: Map<string, TargetFigures
           `  ${t.title} batch ${p.batch}: ratios ${p.rounds.map((r) => fmt(r.ratio, 2)).join(" ")} -> median ${fmt(p.ratio_median, 2)}; ` +
             `${t.title} ${p.rounds.map((r) => fmtK(r.target_flows_per_s)).join(" ")} flows/s; reference ${p.reference_runs.map((r) => fmtK(r.requests_per_s * p.batch)).join(" ")}`,
         );
-        console.log(`    CPU ms per request: ${fmtCpu(p.cpu_ms_per_request)}; reference ${fmt(p.reference_cpu_ms_per_request.total, 2)}`);
+        console.log(
+          `    CPU ms per request: ${fmtCpu(p.cpu_ms_per_request)}; reference ${fmt(p.reference_cpu_ms_per_request.total, 2)}; ` +
+            `load generator ${fmtGeneratorCpu(p.generator_cpu)} (while driving the reference: ${fmtGeneratorCpu(p.reference_generator_cpu)})`,
+        );
       }
     }
   }

@@ -3,6 +3,7 @@ import * as os from "os";
 import { EMBEDDED_GOALS, type Target } from "../targets";
 import type { PairedResult } from "../scenarios/throughput";
 import { type GoalsMet, goalsMet, type TargetFigures } from "./figures";
+import { chosenGenerator, type GeneratorCpu, generatorCpuOf } from "./generator";
 import type { RunDetails } from "./load";
 import { CONNECTIONS, DURATION_S, GET_ROUNDS, LOAD_CONCURRENCY, NATS_GOMAXPROCS, PIPELINING, RESTART_FLOWS, ROUND_S, ROUNDS, WARMUP_S } from "./settings";
 import { ratio, round } from "./stats";
@@ -25,6 +26,8 @@ export function buildJson(targets: Target[], scenarios: string[], results: Map<s
       rounds: ROUNDS,
       round_s: ROUND_S,
       connections: CONNECTIONS,
+      generator: chosenGenerator().name,
+      ...(chosenGenerator().note ? { generator_note: chosenGenerator().note } : {}),
       pipelining: PIPELINING,
       get_rounds: GET_ROUNDS,
       load_concurrency: LOAD_CONCURRENCY,
@@ -37,7 +40,18 @@ export function buildJson(targets: Target[], scenarios: string[], results: Map<s
   for (const t of targets) {
     const f = results.get(t.key);
     if (!f) continue;
-    const roundRun = (d: RunDetails | null): RunDetails | null => (d === null ? null : { ...d, requests_per_s: round(d.requests_per_s, 1) ?? 0 });
+    const roundRun = (d: RunDetails | null): RunDetails | null =>
+      d === null
+        ? null
+        : {
+            ...d,
+            requests_per_s: round(d.requests_per_s, 1) ?? 0,
+            generator_cpu_ms: round(d.generator_cpu_ms, 1) ?? 0,
+            generator_cpu_ms_per_request: round(d.generator_cpu_ms_per_request, 4) ?? 0,
+            generator_cpu_core_pct: round(d.generator_cpu_core_pct, 1) ?? 0,
+          };
+    const roundGen = (g: GeneratorCpu | null): GeneratorCpu | null =>
+      g === null ? null : { ...g, cpu_ms_per_request: round(g.cpu_ms_per_request, 4) ?? 0, cpu_core_pct_median: round(g.cpu_core_pct_median, 1) ?? 0 };
     const roundPaired = (p: PairedResult | null | undefined): PairedResult | null | undefined =>
       p == null
         ? p
@@ -55,6 +69,8 @@ export function buildJson(targets: Target[], scenarios: string[], results: Map<s
             reference_flows_per_s_median: round(p.reference_flows_per_s_median, 0) ?? 0,
             reference_runs: p.reference_runs.map((d) => roundRun(d)!),
             target_runs: p.target_runs.map((d) => roundRun(d)!),
+            generator_cpu: roundGen(p.generator_cpu),
+            reference_generator_cpu: roundGen(p.reference_generator_cpu),
           };
     const details: Record<string, unknown> = { ...f.details, batch100: roundRun(f.details.batch100), batch1000: roundRun(f.details.batch1000) };
     if (f.details.batch100_paired !== undefined) details.batch100_paired = roundPaired(f.details.batch100_paired);
@@ -69,6 +85,12 @@ export function buildJson(targets: Target[], scenarios: string[], results: Map<s
       rss_bytes_per_flow_1m: round(f.rss_bytes_per_flow_1m, 1),
       rss_total_bytes_per_flow_1m: round(f.rss_total_bytes_per_flow_1m, 1),
     };
+    // The load generator's own CPU beside the throughput figures (the paired reference's too, on targets measured in pairs).
+    for (const batch of [100, 1000] as const) {
+      const own = roundGen(generatorCpuOf(f, batch, "target"));
+      const reference = roundGen(generatorCpuOf(f, batch, "reference"));
+      if (own !== null) o[`load_generator_cpu_batch${batch}`] = reference === null ? own : { ...own, paired_reference: reference };
+    }
     if (f.flows_per_s_ratio_batch100_paired !== undefined) o.flows_per_s_ratio_batch100_paired = round(f.flows_per_s_ratio_batch100_paired, 3);
     if (f.flows_per_s_ratio_batch1000_paired !== undefined) o.flows_per_s_ratio_batch1000_paired = round(f.flows_per_s_ratio_batch1000_paired, 3);
     if (f.handoff_1m_ms !== undefined) o.handoff_1m_ms = round(f.handoff_1m_ms, 0);

@@ -41,3 +41,11 @@ export const NATS_SERVER = process.env.BENCH_NATS_SERVER || (fs.existsSync("/usr
 /** "0": Go's default (one per CPU). */
 export const NATS_GOMAXPROCS = String(Math.round(envNumber("BENCH_NATS_GOMAXPROCS", 1, 0)));
 export const NATS_ENV: Record<string, string> = NATS_GOMAXPROCS === "0" ? {} : { GOMAXPROCS: NATS_GOMAXPROCS };
+/** The throughput scenario's load generator (harness/generator.ts): "wrk" unless BENCH_GENERATOR=autocannon. */
+export const GENERATOR_REQUESTED = ((): "wrk" | "autocannon" => {
+  const list = envList("BENCH_GENERATOR", ["wrk", "autocannon"], ["wrk"]);
+  if (list.length !== 1) throw new Error(`BENCH_GENERATOR names one generator (wrk or autocannon), got "${process.env.BENCH_GENERATOR}"`);
+  return list[0] as "wrk" | "autocannon";
+})();
+/** wrk: count every status code with a Lua response() (wrk then parses each response for Lua: more CPU). */
+export const WRK_STATUS_CODES = process.env.BENCH_WRK_STATUS_CODES === "1";

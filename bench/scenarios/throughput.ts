@@ -6,7 +6,8 @@
 import { throughputBodies } from "../harness/data";
 import { type Fail, flagRun, type TargetFigures } from "../harness/figures";
 import { fmt, fmtCpu, fmtInt } from "../harness/format";
-import { measureThroughput, runAutocannon, runProblem, throughputOptions, throughputRun, type RunDetails } from "../harness/load";
+import { chosenGenerator, fmtGeneratorCpu, fmtRunGenerator, type GeneratorCpu, generatorCpu, throughputLoad } from "../harness/generator";
+import { runProblem, type RunDetails } from "../harness/load";
 import { metered, type MeteredProcess, perRequest, totalRss } from "../harness/procfs";
 import { CONNECTIONS, DURATION_S, ROUND_S, ROUNDS, WARMUP_S } from "../harness/settings";
 import { medianOf, ratio } from "../harness/stats";
@@ -40,6 +41,9 @@ export interface PairedResult {
    */
   cpu_ms_per_request: Record<string, number>;
   reference_cpu_ms_per_request: Record<string, number>;
+  /** The load generator's own CPU over the target runs, and over the paired reference's runs (harness/generator.ts). */
+  generator_cpu: GeneratorCpu | null;
+  reference_generator_cpu: GeneratorCpu | null;
 }
 
 /**
@@ -56,21 +60,19 @@ async function measurePaired(
   targetProcs: MeteredProcess[],
   referenceProcs: MeteredProcess[],
 ): Promise<PairedResult> {
-  const bodies = throughputBodies(batch);
-  const target = throughputOptions(targetUrl, bodies);
-  const reference = throughputOptions(referenceUrl, bodies);
+  const load = throughputLoad(throughputBodies(batch));
   const label = `POST batch ${batch}`;
-  await runAutocannon({ ...reference, duration: WARMUP_S });
-  await runAutocannon({ ...target, duration: WARMUP_S });
+  await load.run(referenceUrl, WARMUP_S);
+  await load.run(targetUrl, WARMUP_S);
   const flows = (d: RunDetails): number => d.requests_per_s * batch;
   const targetCpu = new Map<string, number>();
   const referenceCpu = new Map<string, number>();
-  const reference_runs = [await metered(referenceProcs, referenceCpu, () => throughputRun(reference, ROUND_S))];
+  const reference_runs = [await metered(referenceProcs, referenceCpu, () => load.run(referenceUrl, ROUND_S))];
   const target_runs: RunDetails[] = [];
   const rounds: PairedRound[] = [];
   for (let i = 1; i <= ROUNDS; i++) {
-    target_runs.push(await metered(targetProcs, targetCpu, () => throughputRun(target, ROUND_S)));
-    reference_runs.push(await metered(referenceProcs, referenceCpu, () => throughputRun(reference, ROUND_S)));
+    target_runs.push(await metered(targetProcs, targetCpu, () => load.run(targetUrl, ROUND_S)));
+    reference_runs.push(await metered(referenceProcs, referenceCpu, () => load.run(referenceUrl, ROUND_S)));
     const [before, run, after] = [reference_runs[i - 1], target_runs[i - 1], reference_runs[i]];
     const q = ratio(flows(run), (flows(before) + flows(after)) / 2);
     rounds.push({
@@ -86,7 +88,8 @@ async function measurePaired(
       ...(runProblem(after) ? [`reference after: ${runProblem(after)}`] : []),
     ];
     console.log(
-      `    ${label} round ${i}/${ROUNDS}: reference ${fmtInt(flows(before))} | ${title} ${fmtInt(flows(run))} | reference ${fmtInt(flows(after))} flows/s` +
+      `    ${label} round ${i}/${ROUNDS}: reference ${fmtInt(flows(before))} (${fmtRunGenerator(before)}) | ${title} ${fmtInt(flows(run))} (${fmtRunGenerator(run)}) | ` +
+        `reference ${fmtInt(flows(after))} (${fmtRunGenerator(after)}) flows/s` +
         ` -> ratio ${fmt(q, 3)}${problems.length > 0 ? `  FLAGGED: ${problems.join("; ")}` : ""}`,
     );
   }
@@ -103,6 +106,8 @@ async function measurePaired(
     target_runs,
     cpu_ms_per_request: perRequest(targetCpu, target_runs.reduce((a, d) => a + d.requests_2xx, 0)),
     reference_cpu_ms_per_request: perRequest(referenceCpu, reference_runs.reduce((a, d) => a + d.requests_2xx, 0)),
+    generator_cpu: generatorCpu(target_runs),
+    reference_generator_cpu: generatorCpu(reference_runs),
   };
 }
 
@@ -127,7 +132,8 @@ async function pairedThroughput(running: Running, target: Target, figures: Targe
       const ratioKey = batch === 100 ? "flows_per_s_ratio_batch100_paired" : "flows_per_s_ratio_batch1000_paired";
       console.log(
         `    ${label}: warm-up ${WARMUP_S} s reference + ${WARMUP_S} s ${target.title}, then ${ROUNDS} rounds of ${ROUND_S} s each ` +
-          `(reference, ${target.title}, ..., reference; ratio = ${target.title} / mean of the reference runs before and after; ${CONNECTIONS} connections)`,
+          `(reference, ${target.title}, ..., reference; ratio = ${target.title} / mean of the reference runs before and after; ` +
+          `${CONNECTIONS} connections, ${chosenGenerator().name}; gen = the load generator's CPU in % of a core)`,
       );
       try {
         const targetProcs: MeteredProcess[] = running.cluster
@@ -152,6 +158,7 @@ async function pairedThroughput(running: Running, target: Target, figures: Targe
             `ratio median ${fmt(p.ratio_median, 3)} (rounds ${p.rounds.map((r) => fmt(r.ratio, 3)).join(", ")})`,
         );
         console.log(`    ${label}: CPU ms per request, ${target.title}: ${fmtCpu(p.cpu_ms_per_request)}; paired reference: ${fmtCpu(p.reference_cpu_ms_per_request)}`);
+        console.log(`    ${label}: load generator CPU while driving ${target.title}: ${fmtGeneratorCpu(p.generator_cpu)}; the paired reference: ${fmtGeneratorCpu(p.reference_generator_cpu)}`);
       } catch (err) {
         fail(label, err);
       }
@@ -167,9 +174,11 @@ async function pairedThroughput(running: Running, target: Target, figures: Targe
 async function referenceThroughput(running: Running, figures: TargetFigures, fail: Fail): Promise<void> {
   for (const batch of [100, 1000] as const) {
     const label = `POST batch ${batch}`;
-    console.log(`    ${label}: warm-up ${WARMUP_S} s, then ${DURATION_S} s measured (${CONNECTIONS} connections)`);
+    console.log(`    ${label}: warm-up ${WARMUP_S} s, then ${DURATION_S} s measured (${CONNECTIONS} connections, ${chosenGenerator().name})`);
     try {
-      const d = await measureThroughput(running.url, throughputBodies(batch));
+      const load = throughputLoad(throughputBodies(batch));
+      await load.run(running.url, WARMUP_S);
+      const d = await load.run(running.url, DURATION_S);
       const flowsPerS = d.requests_per_s * batch;
       if (batch === 100) {
         figures.details.batch100 = d;
@@ -180,7 +189,10 @@ async function referenceThroughput(running: Running, figures: TargetFigures, fai
       }
       flagRun(figures, label, batch === 100 ? "flows_per_s_batch100" : "flows_per_s_batch1000", d);
       const flag = d.non2xx > 0 || d.errors > 0 ? `  FLAGGED: ${d.non2xx} non-2xx, ${d.errors} errors` : "";
-      console.log(`    ${label}: ${fmtInt(flowsPerS)} flows/s (${d.requests_per_s.toFixed(1)} req/s, p50 ${d.latency_ms_p50} ms, p99 ${d.latency_ms_p99} ms)${flag}`);
+      console.log(
+        `    ${label}: ${fmtInt(flowsPerS)} flows/s (${d.requests_per_s.toFixed(1)} req/s, p50 ${d.latency_ms_p50} ms, p99 ${d.latency_ms_p99} ms; ` +
+          `load generator ${fmtGeneratorCpu(generatorCpu([d]))})${flag}`,
+      );
     } catch (err) {
       fail(label, err);
     }
