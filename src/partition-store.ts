@@ -9,6 +9,7 @@
  */
 import { DedupeWindow } from "./dedupe-window";
 import { HourTable, mergeRuns, tick, type FlowRun } from "./hour-table";
+import { HourViews, readView } from "./hour-view";
 
 export { HourTable, mergeRuns, type FlowRun } from "./hour-table";
 import { decodeFlowKey, FlowFilter, keyMatcher } from "./flow-key";
@@ -50,26 +51,6 @@ export class SumOverflowError extends Error {
 /** Keyed sub-batches whose created flows PartitionStore.revert can still remove. */
 const RECENT_CREATIONS = 8192;
 
-/**
- * The merged, sorted key list of one hour over a list of partitions, cached by
- * PartitionStore.read. It holds positions, not sums: sums are read live from the
- * tables. Valid while every listed partition has the same table object for the hour
- * with the same keyStamp (any key added or removed, a partition dropped or newly
- * filled, changes one of them).
- */
-interface HourView {
-  ids: number[];
-  tables: (HourTable | undefined)[];
-  keyStamps: number[];
-  /** Frozen: handed out as is by read(). */
-  keys: readonly string[];
-  /** Per merged position: index into tables, and slot. */
-  table: Uint16Array | Uint32Array;
-  slot: Uint32Array;
-}
-
-/** Hours whose merged view is kept (most recently built first out). */
-const VIEW_CACHE_HOURS = 8;
 /** Views are built for hours with at least this many flows; smaller hours merge fast enough. */
 const VIEW_MIN_FLOWS = 512;
 
@@ -324,8 +305,8 @@ export class PartitionStore {
     for (let c = created.length - 1; c >= 0; c--) created[c].table.popSlot();
   }
 
-  /** Merged views of recently read hours (see HourView). */
-  private readonly views = new Map<number, HourView>();
+  /** Merged views of recently read hours (src/hour-view.ts). */
+  private readonly views = new HourViews();
   /** Stamp of the last drop(): an hour's version must change when a partition leaves. */
   private dropStamp = 0;
 
@@ -348,79 +329,7 @@ export class PartitionStore {
       for (const table of tables) if (table !== undefined && table.size > 0) runs.push(table.read(matches));
       return mergeRuns(runs);
     }
-    const view = this.view(hour, ids, tables);
-    const n = view.keys.length;
-    const tx: number[] = new Array(n);
-    const rx: number[] = new Array(n);
-    const viewTable = view.table;
-    const viewSlot = view.slot;
-    const sumsOf: number[][] = tables.map((t) => (t === undefined ? [] : t.sums));
-    if (matches === null) {
-      for (let i = 0; i < n; i++) {
-        const sums = sumsOf[viewTable[i]];
-        const slot = viewSlot[i];
-        tx[i] = sums[2 * slot];
-        rx[i] = sums[2 * slot + 1];
-      }
-      return { keys: view.keys as string[], tx, rx };
-    }
-    const keys: string[] = [];
-    let j = 0;
-    for (let i = 0; i < n; i++) {
-      const key = view.keys[i];
-      if (!matches(key)) continue;
-      const sums = sumsOf[viewTable[i]];
-      const slot = viewSlot[i];
-      keys.push(key);
-      tx[j] = sums[2 * slot];
-      rx[j] = sums[2 * slot + 1];
-      j++;
-    }
-    tx.length = j;
-    rx.length = j;
-    return { keys, tx, rx };
-  }
-
-  /** The cached merged view of hour over ids (whose tables are given), rebuilt when stale. */
-  private view(hour: number, ids: number[], tables: (HourTable | undefined)[]): HourView {
-    const cached = this.views.get(hour);
-    if (cached !== undefined && cached.ids.length === ids.length) {
-      let valid = true;
-      for (let i = 0; i < ids.length && valid; i++) {
-        const t = tables[i];
-        valid = cached.ids[i] === ids[i] && cached.tables[i] === t && (t === undefined || cached.keyStamps[i] === t.keyStamp);
-      }
-      if (valid) return cached;
-    }
-    // Merge the tables' sorted slots, carrying (table index, slot) along as the run's sums.
-    const runs: FlowRun[] = [];
-    for (let t = 0; t < tables.length; t++) {
-      const table = tables[t];
-      if (table === undefined || table.size === 0) continue;
-      const order = table.sortedSlots();
-      const keys: string[] = new Array(order.length);
-      const which: number[] = new Array(order.length);
-      const slots: number[] = new Array(order.length);
-      for (let i = 0; i < order.length; i++) {
-        keys[i] = table.keys[order[i]];
-        which[i] = t;
-        slots[i] = order[i];
-      }
-      runs.push({ keys, tx: which, rx: slots });
-    }
-    const merged = mergeRuns(runs);
-    const view: HourView = {
-      ids,
-      tables,
-      keyStamps: tables.map((t) => (t === undefined ? 0 : t.keyStamp)),
-      keys: Object.freeze(merged.keys),
-      table: tables.length <= 0xffff ? Uint16Array.from(merged.tx) : Uint32Array.from(merged.tx),
-      slot: Uint32Array.from(merged.rx),
-    };
-    this.views.delete(hour);
-    this.views.set(hour, view);
-    if (this.views.size > VIEW_CACHE_HOURS) this.views.delete(this.views.keys().next().value as number);
-    return view;
+    return readView(this.views.get(hour, ids, tables), matches);
   }
 
   /**
