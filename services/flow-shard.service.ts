@@ -116,7 +116,7 @@ const FlowShardService: ServiceSchema = {
       },
     },
 
-    /** The sorted flows of an hour over the given partitions; paged when the caller is remote. */
+    /** The sorted flows of an hour over the given partitions: the run in process; to a remote caller, pages as bytes (src/wire/run-codec.ts). */
     read: {
       visibility: "public",
       handler(ctx: Context<ReadParams>) {
@@ -124,6 +124,7 @@ const FlowShardService: ServiceSchema = {
       },
     },
 
+    /** The next page (bytes) of a remote read. */
     readMore: {
       visibility: "public",
       handler(ctx: Context<{ cursor: string }>) {

@@ -7,13 +7,14 @@
  * refused part; sub-batches carry idempotency keys, so a retry never counts twice.
  */
 import { randomUUID } from "crypto";
+import { Readable } from "stream";
 import type { Context, ServiceSchema } from "moleculer";
 import FlowmeshMixin, { unavailablePartitions, type PlacementTable } from "../mixins/flowmesh.mixin";
 import { metricsOf } from "../mixins/metrics";
 import { groupByPrimary, messageBytes, packMessages, partitionsByPrimary, splitByPartition, splitOversized, toMessage, type FlowRecord } from "../src/batching";
-import { toFlowRecords, type FlowFilter } from "../src/flow-key";
-import { mergeRuns, type FlowRun, type SubBatch } from "../src/partition-store";
-import { RenderedReadCache, filterKey, readVersionCache, renderFlowRecords, type ReadVersions } from "../src/rendered-reads";
+import type { FlowFilter } from "../src/flow-key";
+import type { SubBatch } from "../src/partition-store";
+import { RENDERED_MAX_BODY_BYTES, RenderedReadCache, filterKey, readVersionCache, type ReadVersions } from "../src/rendered-reads";
 import { readSettings } from "../src/settings";
 import { aggregateParams, groupByOf, ingestParams, isInvalid, requestedHours, topParams, type Invalid } from "../src/validation";
 import { WriteCoalescer } from "../src/write-coalescer";
@@ -31,11 +32,13 @@ import {
   type GroupResult,
   type GroupsPage,
   type HourBounds,
-  type ReadPage,
+  type ReadAnswer,
 } from "../src/protocol";
 import { CSV_CONTENT_TYPE, csvStream } from "../src/query/csv";
-import { jsonArrayStream } from "../src/query/json-stream";
-import { collectRange, readRange, widestHours } from "../src/query/range";
+import { collectRecords, flowCsvChunks, flowJsonChunks } from "../src/query/flow-render";
+import { mergePaged, type Paged } from "../src/query/hour-merge";
+import { ownerRead, renderHour, type OwnerRead } from "../src/query/hour-read";
+import { readRange, widestHours } from "../src/query/range";
 import { GroupSums, rankTop, TotalOverflowError, TOP_TOTALS, type GroupColumns, type TopMetric } from "../src/query/top";
 import { oldestKeptHour } from "../src/settings";
 
@@ -59,12 +62,6 @@ function refuseUnavailable(table: PlacementTable, partitions: Iterable<number>):
   const unavailable = new Set(unavailablePartitions(table));
   const hit = [...new Set(partitions)].filter((p) => unavailable.has(p));
   if (hit.length > 0) throw partitionUnavailable(hit, table.lost);
-}
-
-/** One owner's answer to a read: its flows, or null when unchanged since knownVersion. */
-interface NodeRead {
-  run: FlowRun | null;
-  version: number;
 }
 
 /** How an HTTP caller asked for the answer (set by the api service); broker callers set neither. */
@@ -98,7 +95,7 @@ function asCsv(meta: RenderMeta, name: string): void {
 /** Columns of GET /flows as CSV. */
 const FLOW_COLUMNS = ["src_app", "dest_app", "vpc_id", "hour", "bytes_tx", "bytes_rx"];
 
-function versionString(epoch: number, nodes: [string, number[]][], results: NodeRead[]): string {
+function versionString(epoch: number, nodes: [string, number[]][], results: OwnerRead[]): string {
   return `${epoch}|` + nodes.map(([n], i) => `${n}:${results[i].version}`).join(",");
 }
 
@@ -177,7 +174,7 @@ const FlowsService: ServiceSchema = {
         const render = ctx.meta.renderJson === true;
         const cacheKey = hour + filterKey(filter);
         let body: Buffer | undefined;
-        let runs: FlowRun[] = [];
+        let sources: Paged[] = [];
         let version = "";
         await this.withRetries(this.flowmesh.partitions, async (table: PlacementTable) => {
           refuseUnavailable(table, table.owners.keys());
@@ -195,17 +192,17 @@ const FlowsService: ServiceSchema = {
           const nodes = Array.from(byNode) as [string, number[]][];
           let results = await Promise.all(nodes.map(([nodeID, partitions]) => read(nodeID, partitions, usable?.versions[nodeID])));
           if (results.some((r) => r === null)) return { pending: null, cause };
-          if (results.every((r) => r!.run === null)) {
-            body = this.rendered.get(hour, filter, versionString(table.epoch, nodes, results as NodeRead[]));
+          if (results.every((r) => r!.first === null)) {
+            body = this.rendered.get(hour, filter, versionString(table.epoch, nodes, results as OwnerRead[]));
             if (body !== undefined) return null;
           }
-          if (results.some((r) => r!.run === null)) {
+          if (results.some((r) => r!.first === null)) {
             // Some owners had not changed, others had: read those again in full.
-            results = await Promise.all(nodes.map(([nodeID, partitions], i) => (results[i]!.run === null ? read(nodeID, partitions) : results[i])));
+            results = await Promise.all(nodes.map(([nodeID, partitions], i) => (results[i]!.first === null ? read(nodeID, partitions) : results[i])));
             if (results.some((r) => r === null)) return { pending: null, cause };
           }
-          runs = results.map((r) => r!.run as FlowRun);
-          version = versionString(table.epoch, nodes, results as NodeRead[]);
+          sources = results.map((r) => r!.first as Paged);
+          version = versionString(table.epoch, nodes, results as OwnerRead[]);
           if (render) {
             this.readVersions.set(cacheKey, { epoch: table.epoch, versions: Object.fromEntries(nodes.map(([n], i) => [n, results[i]!.version])) });
           }
@@ -215,11 +212,10 @@ const FlowsService: ServiceSchema = {
           ctx.meta.$responseType = "application/json; charset=utf-8";
           return body;
         }
-        const run = mergeRuns(runs);
-        const records = toFlowRecords(hour, run.keys, run.tx, run.rx);
-        if (!render) return records;
+        if (!render) return collectRecords([{ hour, slices: mergePaged(sources) }]);
         ctx.meta.$responseType = "application/json; charset=utf-8";
-        return this.rendered.set(hour, filter, version, renderFlowRecords(records));
+        // Written as it is merged (memory does not grow with the hour); kept for the next read if small enough.
+        return renderHour(hour, sources, RENDERED_MAX_BODY_BYTES, (whole) => this.rendered.set(hour, filter, version, whole));
       },
     },
 
@@ -307,23 +303,22 @@ const FlowsService: ServiceSchema = {
       // Hours are read after this action has answered (with the stream): under a context of
       // their own, as the request's would time them out after its requestTimeout.
       const reader = this.broker.ContextFactory.create(this.broker);
-      const slices = await readRange(from, to, (hour) => this.readHour(reader, hour, filter));
+      const hours = await readRange(from, to, (hour) => this.readHour(reader, hour, filter));
       if (ctx.meta.renderCsv) {
         asCsv(ctx.meta, `flows-${from}-${to}`);
-        return csvStream(FLOW_COLUMNS, slices);
+        return Readable.from(flowCsvChunks(FLOW_COLUMNS, hours), { objectMode: false });
       }
-      if (!ctx.meta.renderJson) return collectRange(slices);
+      if (!ctx.meta.renderJson) return collectRecords(hours);
       ctx.meta.$responseType = "application/json; charset=utf-8";
-      return jsonArrayStream(slices);
+      return Readable.from(flowJsonChunks(hours), { objectMode: false });
     },
 
-    /** The sorted flows of one hour over every partition's primary. */
-    async readHour(ctx: Context, hour: number, filter: FlowFilter): Promise<FlowRun> {
-      const runs: FlowRun[] = await this.askPrimaries(async (nodeID: string, partitions: number[], epoch: number) => {
-        const read: NodeRead = await this.readFrom(ctx, nodeID, { epoch, hour, filter, partitions });
-        return read.run as FlowRun;
+    /** The first page of one hour's sorted flows from every partition's primary (the rest follows as it is merged). */
+    async readHour(ctx: Context, hour: number, filter: FlowFilter): Promise<Paged[]> {
+      return this.askPrimaries(async (nodeID: string, partitions: number[], epoch: number) => {
+        const read: OwnerRead = await this.readFrom(ctx, nodeID, { epoch, hour, filter, partitions });
+        return read.first as Paged;
       });
-      return mergeRuns(runs);
     },
 
     /**
@@ -430,26 +425,19 @@ const FlowsService: ServiceSchema = {
       );
     },
 
-    /** One owner's sorted flows for the partitions (following its read cursor page by page), or null run if unchanged. */
+    /**
+     * One owner's answer for the partitions: its version and first page (null if unchanged
+     * since knownVersion); the page fetches the next from the owner's read cursor when the merge needs it.
+     */
     async readFrom(
       ctx: Context,
       nodeID: string,
       params: { epoch: number; hour: number; filter: FlowFilter; partitions: number[]; knownVersion?: number },
-    ): Promise<NodeRead> {
-      let page = (await ctx.call(ShardActions.read, params, { nodeID })) as ReadPage;
-      const version = page.version;
-      if (page.run === null || page.cursor === null) return { run: page.run, version };
-      const run: FlowRun = { keys: page.run.keys, tx: page.run.tx, rx: page.run.rx };
-      while (page.cursor !== null) {
-        page = (await ctx.call(ShardActions.readMore, { cursor: page.cursor }, { nodeID })) as ReadPage;
-        const more = page.run as FlowRun;
-        for (let i = 0; i < more.keys.length; i++) {
-          run.keys.push(more.keys[i]);
-          run.tx.push(more.tx[i]);
-          run.rx.push(more.rx[i]);
-        }
-      }
-      return { run, version };
+    ): Promise<OwnerRead> {
+      const answer = (await ctx.call(ShardActions.read, params, { nodeID })) as ReadAnswer;
+      // Later pages are asked for while the answer streams, after this action has answered: not
+      // under the request's context, whose time would run out with a slow client.
+      return ownerRead(answer, (cursor) => this.broker.call(ShardActions.readMore, { cursor }, { nodeID }) as Promise<Buffer>);
     },
   },
 };

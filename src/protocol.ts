@@ -60,12 +60,19 @@ export interface ReadParams {
   knownVersion?: number;
 }
 
+/** A read's answer to a caller in the same process: the whole run (null when unchanged). */
 export interface ReadPage {
   run: FlowRun | null;
   cursor: string | null;
   version: number;
   unchanged?: boolean;
 }
+
+/**
+ * flow-shard.read: a ReadPage in process; to another process a page of the run codec
+ * (src/wire/run-codec.ts) as bytes, whose cursor asks flow-shard.readMore for the next.
+ */
+export type ReadAnswer = ReadPage | Buffer;
 
 /** Gateway -> primary (top-N): the per-group sums of its partitions' flows over hours from..to. */
 export interface GroupsParams {

@@ -4,13 +4,15 @@
  * any key or sum of the hour changes, or a partition is dropped or loaded). Pure: the
  * caller supplies the version and the rendering; nothing here knows Moleculer.
  *
- * Why: JSON.stringify of an hour of 100,000 flow objects costs ~55 ms, more than the
- * whole read budget; an hour that is read again unchanged can answer with the bytes
- * it answered last time. As flows.aggregate uses it (embedded and cluster):
+ * Why: rendering an hour of 100,000 flows costs tens of milliseconds; an hour that is
+ * read again unchanged can answer with the bytes it answered last time. As
+ * flows.aggregate uses it (embedded and cluster):
  *
  *   version = combine(placement epoch, each owner node's store.hourVersion(hour, itsPartitions))
  *   body = cache.get(hour, filter, version)
- *          ?? cache.set(hour, filter, version, renderFlowRecords(toFlowRecords(...)))
+ *          ?? the hour merged and streamed (src/query/hour-read.ts), its bytes collected on
+ *             the side and cache.set(hour, filter, version, body) once it ended, if the body
+ *             is at most RENDERED_MAX_BODY_BYTES (a larger one is streamed, never kept)
  *   return body, with ctx.meta.$responseType = "application/json; charset=utf-8"
  *
  * (only for HTTP callers: broker callers of flows.aggregate keep getting the array).
@@ -31,6 +33,11 @@ import type { FlowFilter } from "./flow-key";
 
 /** Total bytes of rendered bodies (and their entries) a gateway keeps. */
 export const RENDERED_MAX_BYTES = 64 * 1024 * 1024;
+/**
+ * Largest body kept (collected while it streams): an hour of ~140k flows of short names.
+ * Bigger hours are streamed each time, so reading them never holds the whole body.
+ */
+export const RENDERED_MAX_BODY_BYTES = 16 * 1024 * 1024;
 /** (hour, filter) pairs whose body a gateway keeps. */
 export const RENDERED_MAX_ENTRIES = 1024;
 /**

@@ -1,49 +1,37 @@
 /**
  * A range read: the flows of hours from..to, hour by hour, as the gateway streams them
- * (read one hour from the shards, hand it on in slices, then the next). At most the
- * hour being handed on and the next one (read meanwhile) are held, however long the
- * range: an answer is never built whole on the gateway.
+ * (read one hour's first pages from the shards, merge it as its pages arrive and hand it
+ * on, then the next). At most the hour being handed on (a page or two per node) and the
+ * next one's first pages (read meanwhile) are held, however long the range: an answer is
+ * never built whole on the gateway.
  */
-import type { FlowRecord } from "../batching";
-import { toFlowRecords } from "../flow-key";
-import type { FlowRun } from "../partition-store";
-
-/** Records per slice handed on (each slice is rendered and written on its own). */
-export const RANGE_SLICE = 4096;
+import type { HourSlices } from "./flow-render";
+import { MERGE_SLICE, mergePaged, type Paged } from "./hour-merge";
 
 /**
- * The flows of hours from..to in slices of at most `slice` records, ordered by hour
- * then as one hour's read is. The first hour is read before this resolves, so a read
- * that cannot be served fails before an answer has begun.
+ * The flows of hours from..to, hour by hour, each hour's merged in slices of at most
+ * `slice` flows. The first hour is read before this resolves, so a read that cannot be
+ * served fails before an answer has begun. `readHour` answers an hour's first page from
+ * each owner node.
  */
-export async function readRange(from: number, to: number, readHour: (hour: number) => Promise<FlowRun>, slice = RANGE_SLICE): Promise<AsyncGenerator<FlowRecord[]>> {
+export async function readRange(from: number, to: number, readHour: (hour: number) => Promise<Paged[]>, slice = MERGE_SLICE): Promise<AsyncGenerator<HourSlices>> {
   const first = await readHour(from);
-  return slicesOfRange(from, to, first, readHour, slice);
+  return hoursOfRange(from, to, first, readHour, slice);
 }
 
-async function* slicesOfRange(from: number, to: number, first: FlowRun, readHour: (hour: number) => Promise<FlowRun>, slice: number): AsyncGenerator<FlowRecord[]> {
-  let run = first;
+async function* hoursOfRange(from: number, to: number, first: Paged[], readHour: (hour: number) => Promise<Paged[]>, slice: number): AsyncGenerator<HourSlices> {
+  let sources = first;
   for (let hour = from; ; hour++) {
-    let next: Promise<FlowRun> | null = null;
+    let next: Promise<Paged[]> | null = null;
     if (hour < to) {
       next = readHour(hour + 1);
       // A reader that stops early (the client went away) never awaits it: its failure is nobody's.
       next.catch(() => undefined);
     }
-    for (let i = 0; i < run.keys.length; i += slice) {
-      const end = Math.min(i + slice, run.keys.length);
-      yield toFlowRecords(hour, run.keys.slice(i, end), run.tx.slice(i, end), run.rx.slice(i, end));
-    }
+    yield { hour, slices: mergePaged(sources, slice) };
     if (next === null) return;
-    run = await next;
+    sources = await next;
   }
-}
-
-/** Every record of a range read, in one array (for broker callers, who get the array). */
-export async function collectRange(slices: AsyncIterable<FlowRecord[]>): Promise<FlowRecord[]> {
-  const out: FlowRecord[] = [];
-  for await (const records of slices) for (const r of records) out.push(r);
-  return out;
 }
 
 /** The oldest and newest hour over every primary's bounds (null: no primary holds any). */

@@ -3,15 +3,25 @@
  * bucket that its table is still the newest (a read of the table's key started after
  * the request arrived; concurrent reads share one): a primary that was replaced while
  * it was paused or cut off, and has not yet heard of it, refuses instead of answering
- * from old state, so reads are read-your-writes through any gateway. Big answers go to
- * remote callers in pages under the message limit, the rest kept behind a cursor.
+ * from old state, so reads are read-your-writes through any gateway.
+ *
+ * A caller in this process gets the run itself (no copy, no encoding). A remote caller
+ * gets pages in the run codec (src/wire/run-codec.ts), each under MESSAGE_BYTES, the
+ * rest of the run kept behind a cursor (`readMore`) until it is asked for or expires.
+ * Cursors are bounded (MAX_READ_CURSORS, MAX_CURSOR_FLOWS: the oldest go first), as
+ * gateways create them: a cursor dropped early answers CURSOR_EXPIRED.
  *
  * No Moleculer: the checks and the bucket read are handed in.
  */
 import { randomUUID } from "crypto";
-import { pageOfRun } from "../batching";
 import type { FlowRun, PartitionStore } from "../partition-store";
-import { cursorExpired, MESSAGE_BYTES, wrongOwner, type ReadPage, type ReadParams } from "../protocol";
+import { cursorExpired, MESSAGE_BYTES, wrongOwner, type ReadAnswer, type ReadParams } from "../protocol";
+import { encodeRunPage, encodeUnchanged } from "../wire/run-codec";
+
+/** Reads paged out at a time (each holds its run's sums until read or expired). */
+export const MAX_READ_CURSORS = 256;
+/** Flows those reads hold in all (~16 bytes each beyond keys the store shares). */
+export const MAX_CURSOR_FLOWS = 8_000_000;
 
 export interface ReadPathOptions {
   store: PartitionStore;
@@ -21,6 +31,8 @@ export interface ReadPathOptions {
   confirmLatest(): Promise<{ epoch: number } | null>;
   now(): number;
   cursorMs: number;
+  /** Page size for remote callers (MESSAGE_BYTES). */
+  pageBytes?: number;
 }
 
 interface ReadCursor {
@@ -30,23 +42,31 @@ interface ReadCursor {
 }
 
 export class ReadPath {
+  /** In the order they were last used: the first is the one to drop. */
   private readonly cursors = new Map<string, ReadCursor>();
+  private cursorFlows = 0;
 
   constructor(private readonly o: ReadPathOptions) {}
 
-  async read(params: ReadParams, remote: boolean): Promise<ReadPage> {
+  /** The run of the hour (in process), or its first page as bytes (remote). */
+  async read(params: ReadParams, remote: boolean): Promise<ReadAnswer> {
     const { hour, filter, partitions, knownVersion, epoch } = params;
     await this.confirmServing(partitions, epoch);
     // The caller may hold this hour already rendered: say so instead of sending it again.
     const version = this.o.store.hourVersion(hour, partitions);
-    if (knownVersion === version) return { unchanged: true, version, run: null, cursor: null };
+    if (knownVersion === version) return remote ? encodeUnchanged(version) : { unchanged: true, version, run: null, cursor: null };
     const run = this.o.store.read(hour, filter, partitions);
     if (!remote) return { run, cursor: null, version };
-    const first = pageOfRun(run, 0, MESSAGE_BYTES);
-    if (first.next >= run.keys.length) return { run, cursor: null, version };
-    const id = randomUUID();
-    this.cursors.set(id, { run, offset: first.next, expires: this.o.now() + this.o.cursorMs });
-    return { run: first.run, cursor: id, version };
+    return this.page(version, run, 0, null);
+  }
+
+  /** The next page of a remote read (bytes). */
+  readMore(id: string): Buffer {
+    const cursor = this.cursors.get(id);
+    if (!cursor) throw cursorExpired();
+    this.cursors.delete(id);
+    this.cursorFlows -= cursor.run.keys.length;
+    return this.page(0, cursor.run, cursor.offset, id);
   }
 
   /**
@@ -63,17 +83,39 @@ export class ReadPath {
     if (refused.length > 0) throw wrongOwner(refused, latest?.epoch);
   }
 
-  readMore(id: string): ReadPage {
-    const cursor = this.cursors.get(id);
-    if (!cursor) throw cursorExpired();
-    const { run, next } = pageOfRun(cursor.run, cursor.offset, MESSAGE_BYTES);
-    cursor.offset = next;
-    const done = next >= cursor.run.keys.length;
-    if (done) this.cursors.delete(id);
-    return { run, cursor: done ? null : id, version: 0 };
+  expire(now: number): void {
+    for (const [id, c] of this.cursors) {
+      if (c.expires < now) {
+        this.cursors.delete(id);
+        this.cursorFlows -= c.run.keys.length;
+      }
+    }
   }
 
-  expire(now: number): void {
-    for (const [id, c] of this.cursors) if (c.expires < now) this.cursors.delete(id);
+  /** Reads paged out and not finished. */
+  get openCursors(): number {
+    return this.cursors.size;
+  }
+
+  /** The page at offset; the rest (if any) kept under `id` (a new one for a read's first page). */
+  private page(version: number, run: FlowRun, offset: number, id: string | null): Buffer {
+    const { bytes } = encodeRunPage(version, run, offset, this.o.pageBytes ?? MESSAGE_BYTES, (next) => {
+      const cursorId = id ?? randomUUID();
+      this.keep(cursorId, { run, offset: next, expires: this.o.now() + this.o.cursorMs });
+      return cursorId;
+    });
+    return bytes;
+  }
+
+  private keep(id: string, cursor: ReadCursor): void {
+    this.cursors.set(id, cursor);
+    this.cursorFlows += cursor.run.keys.length;
+    // The least recently used go first; the one just kept stays.
+    for (const [oldId, old] of this.cursors) {
+      if (this.cursors.size <= MAX_READ_CURSORS && this.cursorFlows <= MAX_CURSOR_FLOWS) break;
+      if (oldId === id) break;
+      this.cursors.delete(oldId);
+      this.cursorFlows -= old.run.keys.length;
+    }
   }
 }

@@ -1,0 +1,154 @@
+/**
+ * Rendering merged flows as the bytes a client gets, slice by slice, without building
+ * a record object per flow: JSON (exactly what JSON.stringify of the records writes:
+ * the same field order, each string as JSON.stringify writes it, numbers as String()
+ * writes them), CSV (src/query/csv.ts's rows), or the records themselves (broker callers).
+ *
+ * A flow's text is its key's fragment (`{"src_app":"web","dest_app":"db","vpc_id":"v","hour":`)
+ * then the hour and the sums. Most keys need no JSON escaping (no space in the encoded
+ * key but its two separators, no quote, backslash or surrogate): their fragment is the
+ * key's three parts in quotes, cut out without decoding. A read in the same process
+ * gets the store's merged view of the hour (src/hour-view.ts): the fragments of its keys
+ * are kept with it as a key column, made once per key (a view extended with new keys
+ * carries them over), for the last FRAGMENT_VIEWS views rendered of at most
+ * FRAGMENTS_MAX_FLOWS keys. Keys that arrive in pages from another process are fresh
+ * strings each read: their fragments are made as they are rendered (~0.3 µs a flow with
+ * the decoding), which measured faster than looking each key up in a bounded cache on the
+ * gateway (a Map or lru-cache hit cost more than making the fragment: README, Design notes).
+ *
+ * No Moleculer here.
+ */
+import type { FlowRecord } from "../batching";
+import { decodeFlowKey, SEP } from "../flow-key";
+import { keyColumns, type KeyColumns } from "../hour-view";
+import type { FlowSlice } from "./hour-merge";
+import { csvField } from "./csv";
+
+/** A key whose three parts are their own JSON text inside quotes (the common case). */
+const PLAIN = /^[^ "\\\ud800-\udfff]* {2}[^ "\\\ud800-\udfff]* {2}[^ "\\\ud800-\udfff]*$/;
+
+/** `{"src_app":S,"dest_app":D,"vpc_id":V,"hour":` for an encoded key. */
+export function jsonFragment(key: string): string {
+  if (PLAIN.test(key)) {
+    const a = key.indexOf(SEP);
+    const b = key.indexOf(SEP, a + 2);
+    return '{"src_app":"' + key.slice(0, a) + '","dest_app":"' + key.slice(a + 2, b) + '","vpc_id":"' + key.slice(b + 2) + '","hour":';
+  }
+  const [s, d, v] = decodeFlowKey(key);
+  return '{"src_app":' + JSON.stringify(s) + ',"dest_app":' + JSON.stringify(d) + ',"vpc_id":' + JSON.stringify(v) + ',"hour":';
+}
+
+/** `S,D,V,` as CSV fields (src/query/csv.ts csvField) for an encoded key. */
+export function csvFragment(key: string): string {
+  const [s, d, v] = decodeFlowKey(key);
+  return csvField(s) + "," + csvField(d) + "," + csvField(v) + ",";
+}
+
+/** Views whose JSON fragments are kept: the last FRAGMENT_VIEWS rendered, each of at most FRAGMENTS_MAX_FLOWS keys. */
+const FRAGMENT_VIEWS = 2;
+export const FRAGMENTS_MAX_FLOWS = 131_072;
+/** Smaller hours render fast enough without. */
+const FRAGMENTS_MIN_FLOWS = 256;
+const FRAGMENTS = "json";
+/** The key columns holding fragments, most recently rendered first. */
+let fragmentHolders: WeakRef<KeyColumns>[] = [];
+
+/**
+ * The JSON fragments kept with a view's keys (src/hour-view.ts keyColumns), filled as
+ * they are rendered; null for keys that are not a view's, or too many or too few.
+ */
+function keptFragments(keys: readonly string[]): (string | undefined)[] | null {
+  if (keys.length < FRAGMENTS_MIN_FLOWS || keys.length > FRAGMENTS_MAX_FLOWS) return null;
+  const columns = keyColumns(keys);
+  if (columns === undefined) return null;
+  let frags = columns.get(FRAGMENTS) as (string | undefined)[] | undefined;
+  if (frags === undefined) columns.set(FRAGMENTS, (frags = new Array(keys.length)));
+  if (fragmentHolders[0]?.deref() !== columns) {
+    const others = fragmentHolders.filter((r) => {
+      const c = r.deref();
+      return c !== undefined && c !== columns;
+    });
+    fragmentHolders = [new WeakRef(columns), ...others];
+    for (const dropped of fragmentHolders.splice(FRAGMENT_VIEWS)) dropped.deref()?.delete(FRAGMENTS);
+  }
+  return frags;
+}
+
+/** The slice's flows as JSON objects, comma-separated, the first after `lead` ("" or ","). */
+export function jsonOfSlice(s: FlowSlice, hour: number, lead: string): string {
+  const { keys, tx, rx, start, end } = s;
+  const frags = keptFragments(keys);
+  const tail = hour + ',"bytes_tx":';
+  let out = "";
+  if (frags === null) {
+    for (let i = start; i < end; i++) out += (i === start ? lead : ",") + jsonFragment(keys[i]) + tail + tx[i] + ',"bytes_rx":' + rx[i] + "}";
+    return out;
+  }
+  for (let i = start; i < end; i++) {
+    let frag = frags[i];
+    if (frag === undefined) frags[i] = frag = jsonFragment(keys[i]);
+    out += (i === start ? lead : ",") + frag + tail + tx[i] + ',"bytes_rx":' + rx[i] + "}";
+  }
+  return out;
+}
+
+/** The slice's flows as CSV rows (src_app,dest_app,vpc_id,hour,bytes_tx,bytes_rx), CRLF-terminated. */
+export function csvOfSlice(s: FlowSlice, hour: number): string {
+  const { keys, tx, rx, start, end } = s;
+  const tail = hour + ",";
+  let out = "";
+  for (let i = start; i < end; i++) out += csvFragment(keys[i]) + tail + tx[i] + "," + rx[i] + "\r\n";
+  return out;
+}
+
+/** The slice's flows as records (what broker callers of flows.aggregate get). */
+export function recordsOfSlice(s: FlowSlice, hour: number): FlowRecord[] {
+  const { keys, tx, rx, start, end } = s;
+  const out: FlowRecord[] = new Array(end - start);
+  for (let i = start; i < end; i++) {
+    const [src_app, dest_app, vpc_id] = decodeFlowKey(keys[i]);
+    out[i - start] = { src_app, dest_app, vpc_id, hour, bytes_tx: tx[i], bytes_rx: rx[i] };
+  }
+  return out;
+}
+
+/** One hour's merged flows, as a read hands them on. */
+export interface HourSlices {
+  hour: number;
+  slices: AsyncIterable<FlowSlice>;
+}
+
+/** The JSON array of every flow of the hours, in chunks (a chunk per slice). */
+export async function* flowJsonChunks(hours: AsyncIterable<HourSlices> | Iterable<HourSlices>): AsyncGenerator<Buffer> {
+  let prefix = "[";
+  let lead = "";
+  for await (const { hour, slices } of hours) {
+    for await (const s of slices) {
+      if (s.end === s.start) continue;
+      yield Buffer.from(prefix + jsonOfSlice(s, hour, lead), "utf8");
+      prefix = "";
+      lead = ",";
+    }
+  }
+  yield Buffer.from(prefix + "]", "utf8");
+}
+
+/** The CSV of every flow of the hours: the header row, then a chunk per slice. */
+export async function* flowCsvChunks(columns: readonly string[], hours: AsyncIterable<HourSlices> | Iterable<HourSlices>): AsyncGenerator<Buffer> {
+  let header = columns.map(csvField).join(",") + "\r\n";
+  for await (const { hour, slices } of hours) {
+    for await (const s of slices) {
+      if (s.end === s.start) continue;
+      yield Buffer.from(header + csvOfSlice(s, hour), "utf8");
+      header = "";
+    }
+  }
+  if (header !== "") yield Buffer.from(header, "utf8");
+}
+
+/** Every flow of the hours as records, in one array (broker callers). */
+export async function collectRecords(hours: AsyncIterable<HourSlices> | Iterable<HourSlices>): Promise<FlowRecord[]> {
+  const out: FlowRecord[] = [];
+  for await (const { hour, slices } of hours) for await (const s of slices) for (const r of recordsOfSlice(s, hour)) out.push(r);
+  return out;
+}
