@@ -12,8 +12,9 @@
  *
  * Key columns: arrays aligned with a view's keys that a reader derives from them (the
  * JSON text of each key, src/query/flow-render.ts) can be kept with the view
- * (keyColumns(view.keys)); an extension carries them over, with holes (undefined) at
- * the new keys, so what was derived from a key is derived once, not on every read.
+ * (keyColumns(view.keys), a Map by name); an extension moves the Map to the new keys and
+ * carries each column over, with holes (undefined) at the new keys, so what was derived
+ * from a key is derived once, not on every read. The columns live as long as the view.
  */
 import { mergeRuns, type FlowRun, type HourTable } from "./hour-table";
 
@@ -205,25 +206,25 @@ function extended(view: HourView, tables: (HourTable | undefined)[]): HourView |
     }
   }
   const next = made(view.ids, tables, keys, table, slot);
-  columnsOfKeys.set(next.keys, carriedColumns(columnsOfKeys.get(view.keys), inserted, n + m));
+  // The same Map moves to the new keys (its holders keep track of it), each column copied
+  // with holes at the new keys; the old keys keep no columns (a reader still on them derives afresh).
+  const columns = columnsOfKeys.get(view.keys) ?? new Map();
+  columnsOfKeys.delete(view.keys);
+  for (const [name, column] of columns) columns.set(name, carried(column, inserted, n + m));
+  columnsOfKeys.set(next.keys, columns);
   return next;
 }
 
-/** A view's columns for its extension: the same entries, holes where keys were inserted. */
-function carriedColumns(columns: KeyColumns | undefined, inserted: Uint32Array, size: number): KeyColumns {
-  const out: KeyColumns = new Map();
-  if (columns === undefined) return out;
-  for (const [name, column] of columns) {
-    const next: unknown[] = new Array(size);
-    let from = 0;
-    let j = 0;
-    for (let k = 0; k < size; k++) {
-      if (j < inserted.length && inserted[j] === k) {
-        next[k] = undefined;
-        j++;
-      } else next[k] = column[from++];
-    }
-    out.set(name, next);
+/** A column for the extended keys: the same entries, holes where keys were inserted. */
+function carried(column: unknown[], inserted: Uint32Array, size: number): unknown[] {
+  const next: unknown[] = new Array(size);
+  let from = 0;
+  let j = 0;
+  for (let k = 0; k < size; k++) {
+    if (j < inserted.length && inserted[j] === k) {
+      next[k] = undefined;
+      j++;
+    } else next[k] = column[from++];
   }
-  return out;
+  return next;
 }

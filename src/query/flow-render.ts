@@ -44,50 +44,57 @@ export function csvFragment(key: string): string {
   return csvField(s) + "," + csvField(d) + "," + csvField(v) + ",";
 }
 
-/** Views whose JSON fragments are kept: the last FRAGMENT_VIEWS rendered, each of at most FRAGMENTS_MAX_FLOWS keys. */
+/** Views whose JSON fragments are kept: the last FRAGMENT_VIEWS rendered, each of at most FRAGMENTS_MAX_FLOWS keys (~100 bytes a fragment). */
 const FRAGMENT_VIEWS = 2;
 export const FRAGMENTS_MAX_FLOWS = 131_072;
 /** Smaller hours render fast enough without. */
 const FRAGMENTS_MIN_FLOWS = 256;
-const FRAGMENTS = "json";
-/** The key columns holding fragments, most recently rendered first. */
-let fragmentHolders: WeakRef<KeyColumns>[] = [];
+/** The key columns holding fragments (and the column's name), most recently rendered first. */
+let fragmentHolders: { columns: WeakRef<KeyColumns>; name: string }[] = [];
 
 /**
- * The JSON fragments kept with a view's keys (src/hour-view.ts keyColumns), filled as
- * they are rendered; null for keys that are not a view's, or too many or too few.
+ * The JSON text before a flow's bytes_tx (`{"src_app":...,"hour":H,"bytes_tx":`) kept with a
+ * view's keys (src/hour-view.ts keyColumns), filled as they are rendered; null for keys
+ * that are not a view's, or too many or too few.
  */
-function keptFragments(keys: readonly string[]): (string | undefined)[] | null {
+function keptFragments(keys: readonly string[], hour: number): (string | undefined)[] | null {
   if (keys.length < FRAGMENTS_MIN_FLOWS || keys.length > FRAGMENTS_MAX_FLOWS) return null;
   const columns = keyColumns(keys);
   if (columns === undefined) return null;
-  let frags = columns.get(FRAGMENTS) as (string | undefined)[] | undefined;
-  if (frags === undefined) columns.set(FRAGMENTS, (frags = new Array(keys.length)));
-  if (fragmentHolders[0]?.deref() !== columns) {
-    const others = fragmentHolders.filter((r) => {
-      const c = r.deref();
-      return c !== undefined && c !== columns;
+  const name = `json ${hour}`;
+  let frags = columns.get(name) as (string | undefined)[] | undefined;
+  if (frags === undefined) columns.set(name, (frags = new Array(keys.length)));
+  const first = fragmentHolders[0];
+  if (first === undefined || first.columns.deref() !== columns || first.name !== name) {
+    const others = fragmentHolders.filter((h) => {
+      const c = h.columns.deref();
+      return c !== undefined && !(c === columns && h.name === name);
     });
-    fragmentHolders = [new WeakRef(columns), ...others];
-    for (const dropped of fragmentHolders.splice(FRAGMENT_VIEWS)) dropped.deref()?.delete(FRAGMENTS);
+    fragmentHolders = [{ columns: new WeakRef(columns), name }, ...others];
+    for (const dropped of fragmentHolders.splice(FRAGMENT_VIEWS)) dropped.columns.deref()?.delete(dropped.name);
   }
   return frags;
+}
+
+/** A fragment to keep: one flat string (join writes one; a concatenation would keep its pieces as a tree). */
+function keptFragment(key: string, hour: number): string {
+  return [jsonFragment(key), hour, ',"bytes_tx":'].join("");
 }
 
 /** The slice's flows as JSON objects, comma-separated, the first after `lead` ("" or ","). */
 export function jsonOfSlice(s: FlowSlice, hour: number, lead: string): string {
   const { keys, tx, rx, start, end } = s;
-  const frags = keptFragments(keys);
-  const tail = hour + ',"bytes_tx":';
+  const frags = keptFragments(keys, hour);
   let out = "";
   if (frags === null) {
+    const tail = hour + ',"bytes_tx":';
     for (let i = start; i < end; i++) out += (i === start ? lead : ",") + jsonFragment(keys[i]) + tail + tx[i] + ',"bytes_rx":' + rx[i] + "}";
     return out;
   }
   for (let i = start; i < end; i++) {
     let frag = frags[i];
-    if (frag === undefined) frags[i] = frag = jsonFragment(keys[i]);
-    out += (i === start ? lead : ",") + frag + tail + tx[i] + ',"bytes_rx":' + rx[i] + "}";
+    if (frag === undefined) frags[i] = frag = keptFragment(keys[i], hour);
+    out += (i === start ? lead : ",") + frag + tx[i] + ',"bytes_rx":' + rx[i] + "}";
   }
   return out;
 }
