@@ -7,7 +7,7 @@
  * not small). No object per flow; slots are never freed except by rolling back the
  * batch that made them. Keys are flat strings shared with the write path's key cache.
  */
-import { DedupeWindow } from "./dedupe-window";
+import { DedupeWindows } from "./dedupe-window";
 import { HourTable, mergeRuns, tick, type FlowRun } from "./hour-table";
 import { HourViews, readView } from "./hour-view";
 
@@ -73,40 +73,37 @@ export function estimateKeyBytes(key: string): number {
   return key.length * 6 + 48;
 }
 
-/** One partition: hours -> HourTable, plus the idempotency keys it has applied. */
+/** One partition: hours -> HourTable, plus the idempotency keys it has applied (in the store's shared windows). */
 export class Partition {
   readonly hours = new Map<number, HourTable>();
-  /** Idempotency keys applied here, until they expire (created with the first key: most partitions never see one). */
-  private dedupe: DedupeWindow | null = null;
   /** Flows held (distinct keys over all hours). */
   flowCount = 0;
 
-  constructor(readonly id: number, private readonly dedupeOptions: DedupeOptions) {}
+  constructor(
+    readonly id: number,
+    private readonly windows: DedupeWindows,
+    private readonly ttlMs: number,
+  ) {}
 
   /** The remembered idempotency keys and their remaining lifetimes (ms), for snapshots. */
   dedupeEntries(now = Date.now()): [key: string, ttlMs: number][] {
-    return this.dedupe === null ? [] : this.dedupe.entries(now);
+    return this.windows.entriesOf(this.id, now);
   }
 
   rememberFor(idempotencyKey: string, ttlMs: number, now = Date.now()): void {
-    this.window().remember(idempotencyKey, now + ttlMs, now);
+    this.windows.remember(this.id, idempotencyKey, now + ttlMs, now);
   }
 
   hasApplied(idempotencyKey: string, now = Date.now()): boolean {
-    return this.dedupe !== null && this.dedupe.has(idempotencyKey, now);
+    return this.windows.has(this.id, idempotencyKey, now);
   }
 
   forget(idempotencyKey: string): void {
-    this.dedupe?.delete(idempotencyKey);
+    this.windows.delete(this.id, idempotencyKey);
   }
 
   rememberApplied(idempotencyKey: string, now = Date.now()): void {
-    this.window().remember(idempotencyKey, now + this.dedupeOptions.ttlMs, now);
-  }
-
-  private window(): DedupeWindow {
-    this.dedupe ??= new DedupeWindow(this.dedupeOptions.max);
-    return this.dedupe;
+    this.windows.remember(this.id, idempotencyKey, now + this.ttlMs, now);
   }
 
   hourTable(hour: number): HourTable {
@@ -140,12 +137,17 @@ export interface ApplyResult {
 export class PartitionStore {
   readonly partitions = new Map<number, Partition>();
 
-  constructor(private readonly dedupeOptions: DedupeOptions) {}
+  /** Every partition's idempotency window, in one structure (src/dedupe-window.ts says why). */
+  private readonly windows: DedupeWindows;
+
+  constructor(private readonly dedupeOptions: DedupeOptions) {
+    this.windows = new DedupeWindows(dedupeOptions.max);
+  }
 
   partition(id: number): Partition {
     let p = this.partitions.get(id);
     if (p === undefined) {
-      p = new Partition(id, this.dedupeOptions);
+      p = new Partition(id, this.windows, this.dedupeOptions.ttlMs);
       this.partitions.set(id, p);
     }
     return p;
@@ -459,6 +461,7 @@ export class PartitionStore {
 
   drop(id: number): void {
     this.partitions.delete(id);
+    this.windows.dropPartition(id);
     this.dropStamp = tick();
   }
 
