@@ -37,7 +37,7 @@ import {
 import { CSV_CONTENT_TYPE, csvStream } from "../src/query/csv";
 import { collectRecords, flowCsvChunks, flowJsonChunks } from "../src/query/flow-render";
 import { mergePaged, type Paged } from "../src/query/hour-merge";
-import { ownerRead, renderHour, type OwnerRead } from "../src/query/hour-read";
+import { ownerRead, readOwners, renderHour, type OwnerRead } from "../src/query/hour-read";
 import { readRange, widestHours } from "../src/query/range";
 import { GroupSums, rankTop, TotalOverflowError, TOP_TOTALS, type GroupColumns, type TopMetric } from "../src/query/top";
 import { oldestKeptHour } from "../src/settings";
@@ -94,10 +94,6 @@ function asCsv(meta: RenderMeta, name: string): void {
 
 /** Columns of GET /flows as CSV. */
 const FLOW_COLUMNS = ["src_app", "dest_app", "vpc_id", "hour", "bytes_tx", "bytes_rx"];
-
-function versionString(epoch: number, nodes: [string, number[]][], results: OwnerRead[]): string {
-  return `${epoch}|` + nodes.map(([n], i) => `${n}:${results[i].version}`).join(",");
-}
 
 const FlowsService: ServiceSchema = {
   name: "flows",
@@ -180,8 +176,6 @@ const FlowsService: ServiceSchema = {
           refuseUnavailable(table, table.owners.keys());
           const byNode = partitionsByPrimary(table.owners);
           if (byNode.has(undefined)) return { pending: null, cause: "unplaced partitions" };
-          const known: ReadVersions | undefined = render ? this.readVersions.get(cacheKey) : undefined;
-          const usable = known !== undefined && known.epoch === table.epoch ? known : undefined;
           let cause = "";
           const read = (nodeID: string, partitions: number[], knownVersion?: number) =>
             this.readFrom(ctx, nodeID, { epoch: table.epoch, hour, filter, partitions, knownVersion }).catch((err: unknown) => {
@@ -189,23 +183,12 @@ const FlowsService: ServiceSchema = {
               cause = (err as Error).message;
               return null;
             });
-          const nodes = Array.from(byNode) as [string, number[]][];
-          let results = await Promise.all(nodes.map(([nodeID, partitions]) => read(nodeID, partitions, usable?.versions[nodeID])));
-          if (results.some((r) => r === null)) return { pending: null, cause };
-          if (results.every((r) => r!.first === null)) {
-            body = this.rendered.get(hour, filter, versionString(table.epoch, nodes, results as OwnerRead[]));
-            if (body !== undefined) return null;
-          }
-          if (results.some((r) => r!.first === null)) {
-            // Some owners had not changed, others had: read those again in full.
-            results = await Promise.all(nodes.map(([nodeID, partitions], i) => (results[i]!.first === null ? read(nodeID, partitions) : results[i])));
-            if (results.some((r) => r === null)) return { pending: null, cause };
-          }
-          sources = results.map((r) => r!.first as Paged);
-          version = versionString(table.epoch, nodes, results as OwnerRead[]);
-          if (render) {
-            this.readVersions.set(cacheKey, { epoch: table.epoch, versions: Object.fromEntries(nodes.map(([n], i) => [n, results[i]!.version])) });
-          }
+          const known: ReadVersions | undefined = render ? this.readVersions.get(cacheKey) : undefined;
+          const answer = await readOwners(table.epoch, Array.from(byNode) as [string, number[]][], known, read, (v) => this.rendered.get(hour, filter, v));
+          if (answer === null) return { pending: null, cause };
+          if (render) this.readVersions.set(cacheKey, answer.known);
+          if ("kept" in answer) body = answer.kept;
+          else ({ sources, version } = answer);
           return null;
         });
         if (render && body !== undefined) {
@@ -215,7 +198,7 @@ const FlowsService: ServiceSchema = {
         if (!render) return collectRecords([{ hour, slices: mergePaged(sources) }]);
         ctx.meta.$responseType = "application/json; charset=utf-8";
         // Written as it is merged (memory does not grow with the hour); kept for the next read if small enough.
-        return renderHour(hour, sources, RENDERED_MAX_BODY_BYTES, (whole) => this.rendered.set(hour, filter, version, whole));
+        return renderHour(hour, sources, RENDERED_MAX_BODY_BYTES, (chunks) => this.rendered.keep(hour, filter, version, chunks));
       },
     },
 

@@ -10,9 +10,10 @@
  *
  *   version = combine(placement epoch, each owner node's store.hourVersion(hour, itsPartitions))
  *   body = cache.get(hour, filter, version)
- *          ?? the hour merged and streamed (src/query/hour-read.ts), its bytes collected on
- *             the side and cache.set(hour, filter, version, body) once it ended, if the body
- *             is at most RENDERED_MAX_BODY_BYTES (a larger one is streamed, never kept)
+ *          ?? the hour merged and streamed (src/query/hour-read.ts), its chunks collected on
+ *             the side and cache.keep(hour, filter, version, chunks) once it ended, if the body
+ *             is at most RENDERED_MAX_BODY_BYTES (a larger one is streamed, never kept); the
+ *             chunks are joined into one body on its first hit
  *   return body, with ctx.meta.$responseType = "application/json; charset=utf-8"
  *
  * (only for HTTP callers: broker callers of flows.aggregate keep getting the array).
@@ -50,6 +51,8 @@ export const READ_VERSIONS_MAX_BYTES = 2 * 1024 * 1024;
 
 /** Heap bytes charged per entry besides its strings and body: the entry object, the Buffer object, lru-cache's slots. */
 const ENTRY_OVERHEAD_BYTES = 256;
+/** Heap bytes charged per chunk of a body kept as chunks (the Buffer object, its slot in the array). */
+const CHUNK_OVERHEAD_BYTES = 96;
 /** Heap bytes charged per owner node in a read-versions entry (a property and its number). */
 const NODE_OVERHEAD_BYTES = 48;
 
@@ -75,7 +78,8 @@ export function renderFlowRecords(records: readonly object[]): Buffer {
 
 interface Entry {
   version: string | number;
-  body: Buffer;
+  /** The body, or the chunks it streamed in (joined on the first hit: a body never read again is never copied). */
+  body: Buffer | readonly Buffer[];
 }
 
 export class RenderedReadCache {
@@ -100,12 +104,18 @@ export class RenderedReadCache {
       this.entries.delete(key);
       return undefined;
     }
-    return e.body;
+    if (!Buffer.isBuffer(e.body)) e.body = Buffer.concat(e.body as readonly Buffer[]);
+    return e.body as Buffer;
   }
 
   set(hour: number, filter: FlowFilter, version: string | number, body: Buffer): Buffer {
     this.entries.set(hour + filterKey(filter), { version, body });
     return body;
+  }
+
+  /** Keep a body as the chunks it was streamed in (each of its own memory, not a slice of Node's pool). */
+  keep(hour: number, filter: FlowFilter, version: string | number, chunks: readonly Buffer[]): void {
+    this.entries.set(hour + filterKey(filter), { version, body: chunks });
   }
 
   /** (hour, filter) pairs kept. */
@@ -119,15 +129,27 @@ export class RenderedReadCache {
   }
 }
 
+function bodyBytes(body: Buffer | readonly Buffer[]): number {
+  if (Buffer.isBuffer(body)) return body.length;
+  let n = 0;
+  for (const c of body as readonly Buffer[]) n += c.length + CHUNK_OVERHEAD_BYTES;
+  return n;
+}
+
 /** What a rendered entry is charged: the body, its key and version strings, the objects around them. */
 export function renderedEntryBytes(key: string, e: Entry): number {
-  return e.body.length + stringBytes(key) + stringBytes(String(e.version)) + ENTRY_OVERHEAD_BYTES;
+  return bodyBytes(e.body) + stringBytes(key) + stringBytes(String(e.version)) + ENTRY_OVERHEAD_BYTES;
 }
 
 /** Per (hour, filter): the placement epoch and each owner node's hour version behind the body last rendered. */
 export interface ReadVersions {
   epoch: number;
   versions: Record<string, number>;
+  /**
+   * The last read found the hour changed: the next one reads in full at once (asking the
+   * owners whether it is unchanged would cost a second round trip when only some are).
+   */
+  changed?: boolean;
 }
 
 /** What a read-versions entry is charged: its key, each owner node's id and version, the objects around them. */

@@ -6,7 +6,7 @@ import { PartitionStore } from "../../src/partition-store";
 import { csvRow } from "../../src/query/csv";
 import { collectRecords, flowCsvChunks, flowJsonChunks, jsonFragment } from "../../src/query/flow-render";
 import { mergePaged, wholeRun, type Paged, type SortedFlows } from "../../src/query/hour-merge";
-import { keepingBody, renderHour } from "../../src/query/hour-read";
+import { keepingBody, readOwners, renderHour } from "../../src/query/hour-read";
 import { keyColumns } from "../../src/hour-view";
 
 const COLUMNS = ["src_app", "dest_app", "vpc_id", "hour", "bytes_tx", "bytes_rx"];
@@ -148,15 +148,16 @@ describe("rendering", () => {
     const m = model(3, Array.from({ length: 5000 }, (_, i) => ({ src_app: `s${i}`, dest_app: "d\"", vpc_id: "v", bytes_tx: i, bytes_rx: 1 })));
     const expected = JSON.stringify(m.records);
     const kept: Buffer[] = [];
-    const small = await renderHour(3, [wholeRun({ keys: m.keys.slice(0, 10), tx: m.tx.slice(0, 10), rx: m.rx.slice(0, 10) })], 1 << 20, (b) => kept.push(b));
+    const keep = (chunks: Buffer[]) => kept.push(Buffer.concat(chunks));
+    const small = await renderHour(3, [wholeRun({ keys: m.keys.slice(0, 10), tx: m.tx.slice(0, 10), rx: m.rx.slice(0, 10) })], 1 << 20, keep);
     expect(Buffer.isBuffer(small)).toBe(true);
     expect(small.toString()).toBe(JSON.stringify(m.records.slice(0, 10)));
     expect(kept).toEqual([small]);
-    const big = await renderHour(3, [wholeRun(m)], 1 << 20, (b) => kept.push(b));
+    const big = await renderHour(3, [wholeRun(m)], 1 << 20, keep);
     expect(Buffer.isBuffer(big)).toBe(false);
     expect(await text(big as AsyncIterable<Buffer>)).toBe(expected);
     expect(kept[1].toString()).toBe(expected);
-    const notKept = await renderHour(3, [wholeRun(m)], 1000, (b) => kept.push(b));
+    const notKept = await renderHour(3, [wholeRun(m)], 1000, keep);
     expect(await text(notKept as AsyncIterable<Buffer>)).toBe(expected);
     expect(kept).toHaveLength(2);
   });
@@ -167,9 +168,10 @@ describe("rendering", () => {
       yield Buffer.from("cd");
     }
     const kept: string[] = [];
-    expect(await text(keepingBody(chunks(), 4, (b) => kept.push(b.toString())))).toBe("abcd");
-    expect(await text(keepingBody(chunks(), 3, (b) => kept.push(b.toString())))).toBe("abcd");
-    expect(kept).toEqual(["abcd"]);
+    const keep = (parts: Buffer[]) => kept.push(parts.map((p) => p.toString()).join("|"));
+    expect(await text(keepingBody(chunks(), 4, keep))).toBe("abcd");
+    expect(await text(keepingBody(chunks(), 3, keep))).toBe("abcd");
+    expect(kept).toEqual(["ab|cd"]);
   });
 });
 
@@ -216,3 +218,53 @@ describe("fragments kept with the store's views", () => {
   });
 });
 
+
+describe("readOwners: unchanged owners and the kept body", () => {
+  const nodes: [string, number[]][] = [
+    ["n1", [0, 1]],
+    ["n2", [2, 3]],
+  ];
+  const flows = { keys: ["a  b  c"], tx: [1], rx: [2] };
+  /** Owners at these versions; a read with the owner's version as knownVersion answers unchanged. */
+  function owners(versions: Record<string, number>) {
+    const calls: string[] = [];
+    const read = async (nodeID: string, _partitions: number[], knownVersion?: number) => {
+      calls.push(`${nodeID}${knownVersion === undefined ? "" : `?${knownVersion}`}`);
+      return { version: versions[nodeID], first: knownVersion === versions[nodeID] ? null : wholeRun(flows) };
+    };
+    return { read, calls };
+  }
+  const body = Buffer.from("[kept]");
+  const keptAt = (version: string) => (v: string) => (v === version ? body : undefined);
+
+  test("first read: in full; then, untouched: unchanged and the kept body, one round trip", async () => {
+    const o = owners({ n1: 5, n2: 7 });
+    const first = await readOwners(3, nodes, undefined, o.read, () => undefined);
+    expect(first).toMatchObject({ version: "3|n1:5,n2:7", known: { epoch: 3, versions: { n1: 5, n2: 7 }, changed: true } });
+    // The read after a changed one is in full, and finds the kept body by the versions.
+    const second = await readOwners(3, nodes, first!.known, o.read, keptAt("3|n1:5,n2:7"));
+    expect(second).toEqual({ kept: body, known: { epoch: 3, versions: { n1: 5, n2: 7 }, changed: false } });
+    expect(o.calls).toEqual(["n1", "n2", "n1", "n2"]);
+    const third = await readOwners(3, nodes, second!.known, o.read, keptAt("3|n1:5,n2:7"));
+    expect(third).toMatchObject({ kept: body });
+    expect(o.calls.slice(4)).toEqual(["n1?5", "n2?7"]);
+  });
+
+  test("one owner changed: the others read again in full; the next read goes in full at once", async () => {
+    const o = owners({ n1: 5, n2: 8 });
+    const known = { epoch: 3, versions: { n1: 5, n2: 7 }, changed: false };
+    const answer = await readOwners(3, nodes, known, o.read, keptAt("3|n1:5,n2:7"));
+    expect(answer).toMatchObject({ version: "3|n1:5,n2:8", known: { changed: true } });
+    expect(o.calls).toEqual(["n1?5", "n2?7", "n1"]);
+    expect((answer as { sources: Paged[] }).sources).toHaveLength(2);
+    await readOwners(3, nodes, answer!.known, o.read, () => undefined);
+    expect(o.calls.slice(3)).toEqual(["n1", "n2"]);
+  });
+
+  test("another epoch's versions are not sent; an owner that does not answer fails the attempt", async () => {
+    const o = owners({ n1: 5, n2: 7 });
+    await readOwners(4, nodes, { epoch: 3, versions: { n1: 5, n2: 7 } }, o.read, () => undefined);
+    expect(o.calls).toEqual(["n1", "n2"]);
+    expect(await readOwners(4, nodes, undefined, async (n) => (n === "n2" ? null : o.read(n, [])), () => undefined)).toBeNull();
+  });
+});

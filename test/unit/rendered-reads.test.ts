@@ -59,6 +59,20 @@ describe("bounds: a client reading ever-new filters cannot grow a gateway's memo
     expect(cache.get(3, {}, 1)?.length).toBe(40);
   });
 
+  test("a body kept as the chunks it streamed in is charged for them and joined once, on its first hit", () => {
+    const cache = new RenderedReadCache(100_000, 1000);
+    const chunks = [Buffer.from("[1,"), Buffer.alloc(30_000, 0x20), Buffer.from("2]")];
+    cache.keep(5, {}, "v", chunks);
+    expect(cache.bytes).toBe(renderedEntryBytes(`5${filterKey({})}`, { version: "v", body: chunks }));
+    expect(cache.bytes).toBeGreaterThan(30_005);
+    const body = cache.get(5, {}, "v")!;
+    expect(body.equals(Buffer.concat(chunks))).toBe(true);
+    expect(cache.get(5, {}, "v")).toBe(body);
+    // chunks over the bound are not kept
+    cache.keep(6, {}, "v", [Buffer.alloc(60_000), Buffer.alloc(60_000)]);
+    expect(cache.get(6, {}, "v")).toBeUndefined();
+  });
+
   test("rendered bodies: bytes stay under maxBytes; a body over it is not kept; a stale version is dropped", () => {
     const cache = new RenderedReadCache(100_000, 1000);
     for (let hour = 0; hour < 50; hour++) {
