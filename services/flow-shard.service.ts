@@ -48,7 +48,14 @@ const HANDOFF_CONCURRENCY = Number(process.env.HANDOFF_CONCURRENCY) || 4;
 const ABANDON_MS = 60_000;
 /** A release never followed by a switch (its coordinator died) is undone after this. */
 const RELEASE_MS = 10_000;
-const READ_CURSOR_MS = 30_000;
+/**
+ * A paged read's cursor is dropped after this long unused. A gateway streams an hour as
+ * fast as its client takes it, and reads a range's next hour ahead: a slow client can
+ * leave a cursor idle for a while (cursors are also bounded in number: src/shard/read-path.ts).
+ */
+const READ_CURSOR_MS = 120_000;
+/** A top-N answer's cursor (flow-shard.groups), dropped after this long unused. */
+const GROUPS_CURSOR_MS = 30_000;
 /** Beats (and NATS round trips) per second. */
 const BEAT_MS = 250;
 
@@ -494,7 +501,7 @@ const FlowShardService: ServiceSchema = {
       store: this.store,
       confirmServing: (partitions, epoch) => (this.readPath as ReadPath).confirmServing(partitions, epoch),
       now: () => Date.now(),
-      cursorMs: READ_CURSOR_MS,
+      cursorMs: GROUPS_CURSOR_MS,
     });
     this.runner = new CoordinatorRunner({
       me: this.broker.nodeID,
