@@ -46,7 +46,7 @@ export const DEFINITIONS = {
     flowmesh_rejected_batches_total: { type: "counter", help: "Write requests this node refused, by reason", labels: { reason: REASONS } },
     flowmesh_reads_total: { type: "counter", help: "Reads (GET /flows, flows.aggregate) this node answered" },
     flowmesh_rejected_reads_total: { type: "counter", help: "Reads this node refused, by reason", labels: { reason: READ_REASONS } },
-    flowmesh_read_duration_seconds: { type: "histogram", help: "Time to answer a read, fan-out and merge included", buckets: READ_BUCKETS },
+    flowmesh_read_duration_seconds: { type: "histogram", help: "Time to answer a read, fan-out included (a streamed answer: until it starts)", buckets: READ_BUCKETS },
     flowmesh_write_messages_total: { type: "counter", help: "Write messages this node sent to shard nodes (concurrent requests share them)" },
     flowmesh_write_groups_total: { type: "counter", help: "Request parts carried by those messages (groups / messages = requests per message)" },
   },
