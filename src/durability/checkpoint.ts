@@ -7,7 +7,6 @@
 import * as fs from "fs";
 import * as path from "path";
 import type { PartitionStore, SnapshotHour } from "../partition-store";
-import { syncDir } from "./wal";
 
 export interface CheckpointFile {
   partition: number;
@@ -41,8 +40,9 @@ export async function writeCheckpoint(dir: string, file: CheckpointFile): Promis
   } finally {
     await handle.close();
   }
+  // The rename is durable once the directory is synced: the caller does that once for all
+  // the checkpoints it wrote, before it deletes the log they cover (Journal.checkpoint).
   await fs.promises.rename(tmp, target);
-  syncDir(dir);
   return data.length;
 }
 

@@ -21,7 +21,7 @@ import * as path from "path";
 import type { PartitionStore, RemovedFlow, SnapshotChunk, SubBatch } from "../partition-store";
 import { decodeLogged, encodeLogged, selectedBatches, type SelectedGroup } from "../wire/group-codec";
 import { loadCheckpoint, readCheckpoints, removeCheckpoint, takeCheckpoint, writeCheckpoint, writeCheckpointSync } from "./checkpoint";
-import { listSegments, readLog, RECORD_HEADER, syncDir, Wal, type SyncMode } from "./wal";
+import { listSegments, readLog, RECORD_HEADER, syncDir, syncDirAsync, Wal, type SyncMode } from "./wal";
 
 export interface JournalOptions {
   dir: string;
@@ -201,6 +201,8 @@ export class Journal {
         written++;
         await new Promise((r) => setImmediate(r));
       }
+      // One directory sync makes this round's renames durable, before the log they cover goes.
+      if (written > 0) await syncDirAsync(this.checkpointDir);
       // A dropped partition's checkpoint goes once its drop record is durable.
       if (this.dropped.size > 0) {
         await this.wal.durable();

@@ -395,3 +395,17 @@ export function syncDir(dir: string): void {
     /* some filesystems refuse directory fsync: nothing more can be done */
   }
 }
+
+/** syncDir off the event loop (libuv's threads). */
+export async function syncDirAsync(dir: string): Promise<void> {
+  try {
+    const handle = await fs.promises.open(dir, "r");
+    try {
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+  } catch {
+    /* as syncDir */
+  }
+}
