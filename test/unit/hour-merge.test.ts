@@ -162,6 +162,22 @@ describe("rendering", () => {
     expect(kept).toHaveLength(2);
   });
 
+  test("renderHour: a node lost after the answer began errors the stream (the connection is cut), and nothing is kept", async () => {
+    const m = model(3, Array.from({ length: 6000 }, (_, i) => ({ src_app: `s${i}`, dest_app: "d", vpc_id: "v", bytes_tx: i, bytes_rx: 1 })));
+    const sources = deal(m, [0, 1], [[1000], [1000]], [{ fetched: 0 }, { fetched: 0, failAt: 2 }]);
+    const kept: Buffer[][] = [];
+    const stream = await renderHour(3, sources, 1 << 30, (c) => kept.push(c));
+    expect(Buffer.isBuffer(stream)).toBe(false);
+    let received = 0;
+    await expect(
+      (async () => {
+        for await (const c of stream as AsyncIterable<Buffer>) received += c.length;
+      })(),
+    ).rejects.toThrow("node gone");
+    expect(received).toBeGreaterThan(0);
+    expect(kept).toEqual([]);
+  });
+
   test("keepingBody keeps the whole body only if it fits", async () => {
     async function* chunks() {
       yield Buffer.from("ab");
