@@ -14,6 +14,7 @@
 import { randomUUID } from "crypto";
 import type { HourTable, PartitionStore } from "../partition-store";
 import { keyMatcher } from "../flow-key";
+import { BoundedCursors } from "../cursors";
 import { cursorExpired, MESSAGE_BYTES, type GroupsPage, type GroupsParams, type HourBounds, type HoursParams } from "../protocol";
 import { GroupSums, groupKeyOf, pageOfGroups } from "./top";
 
@@ -99,10 +100,14 @@ function grown(values: Float64Array, size: number): Float64Array {
   return out;
 }
 
+/** Top-N answers paged out at a time, and the partial groups they hold in all (bounded: gateways create them). */
+export const MAX_GROUPS_CURSORS = 256;
+export const MAX_CURSOR_GROUPS = 8_000_000;
+
 const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 export class ShardQueries {
-  private readonly cursors = new Map<string, GroupsCursor>();
+  private readonly cursors = new BoundedCursors<GroupsCursor>(MAX_GROUPS_CURSORS, MAX_CURSOR_GROUPS, (c) => c.sums.size);
 
   constructor(private readonly o: ShardQueriesOptions) {}
 
@@ -157,12 +162,12 @@ export class ShardQueries {
   }
 
   groupsMore(id: string): GroupsPage {
-    const cursor = this.cursors.get(id);
+    const cursor = this.cursors.take(id);
     if (!cursor) throw cursorExpired();
     const { page, next } = pageOfGroups(cursor.sums, cursor.offset, MESSAGE_BYTES);
     cursor.offset = next;
     const done = next >= cursor.sums.size;
-    if (done) this.cursors.delete(id);
+    if (!done) this.cursors.keep(id, cursor);
     return { groups: page, cursor: done ? null : id };
   }
 
@@ -173,7 +178,7 @@ export class ShardQueries {
 
   /** Drop cursors nobody asked for in time (checked at every new query). */
   expire(now: number): void {
-    for (const [id, c] of this.cursors) if (c.expires < now) this.cursors.delete(id);
+    this.cursors.expire(now);
   }
 
   private page(sums: GroupSums, remote: boolean): GroupsPage {
@@ -182,7 +187,7 @@ export class ShardQueries {
     const { page, next } = pageOfGroups(sums, 0, MESSAGE_BYTES);
     if (next >= sums.size) return { groups: all, cursor: null };
     const id = randomUUID();
-    this.cursors.set(id, { sums, offset: next, expires: this.o.now() + this.o.cursorMs });
+    this.cursors.keep(id, { sums, offset: next, expires: this.o.now() + this.o.cursorMs });
     return { groups: page, cursor: id };
   }
 }

@@ -16,6 +16,7 @@
 import { randomUUID } from "crypto";
 import type { FlowRun, PartitionStore } from "../partition-store";
 import { cursorExpired, MESSAGE_BYTES, wrongOwner, type ReadAnswer, type ReadParams } from "../protocol";
+import { BoundedCursors } from "../cursors";
 import { encodeRunPage, encodeUnchanged } from "../wire/run-codec";
 
 /** Reads paged out at a time (each holds its run's sums until read or expired). */
@@ -42,9 +43,7 @@ interface ReadCursor {
 }
 
 export class ReadPath {
-  /** In the order they were last used: the first is the one to drop. */
-  private readonly cursors = new Map<string, ReadCursor>();
-  private cursorFlows = 0;
+  private readonly cursors = new BoundedCursors<ReadCursor>(MAX_READ_CURSORS, MAX_CURSOR_FLOWS, (c) => c.run.keys.length);
 
   constructor(private readonly o: ReadPathOptions) {}
 
@@ -62,10 +61,8 @@ export class ReadPath {
 
   /** The next page of a remote read (bytes). */
   readMore(id: string): Buffer {
-    const cursor = this.cursors.get(id);
+    const cursor = this.cursors.take(id);
     if (!cursor) throw cursorExpired();
-    this.cursors.delete(id);
-    this.cursorFlows -= cursor.run.keys.length;
     return this.page(0, cursor.run, cursor.offset, id);
   }
 
@@ -84,12 +81,7 @@ export class ReadPath {
   }
 
   expire(now: number): void {
-    for (const [id, c] of this.cursors) {
-      if (c.expires < now) {
-        this.cursors.delete(id);
-        this.cursorFlows -= c.run.keys.length;
-      }
-    }
+    this.cursors.expire(now);
   }
 
   /** Reads paged out and not finished. */
@@ -101,21 +93,10 @@ export class ReadPath {
   private page(version: number, run: FlowRun, offset: number, id: string | null): Buffer {
     const { bytes } = encodeRunPage(version, run, offset, this.o.pageBytes ?? MESSAGE_BYTES, (next) => {
       const cursorId = id ?? randomUUID();
-      this.keep(cursorId, { run, offset: next, expires: this.o.now() + this.o.cursorMs });
+      this.cursors.keep(cursorId, { run, offset: next, expires: this.o.now() + this.o.cursorMs });
       return cursorId;
     });
     return bytes;
   }
 
-  private keep(id: string, cursor: ReadCursor): void {
-    this.cursors.set(id, cursor);
-    this.cursorFlows += cursor.run.keys.length;
-    // The least recently used go first; the one just kept stays.
-    for (const [oldId, old] of this.cursors) {
-      if (this.cursors.size <= MAX_READ_CURSORS && this.cursorFlows <= MAX_CURSOR_FLOWS) break;
-      if (oldId === id) break;
-      this.cursors.delete(oldId);
-      this.cursorFlows -= old.run.keys.length;
-    }
-  }
 }

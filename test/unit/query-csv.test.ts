@@ -1,7 +1,6 @@
 /** CSV answers: RFC 4180 quoting, and data a spreadsheet must never run as a formula. */
 import { csvChunks, csvField, csvRow, csvStream } from "../../src/query/csv";
 import { responseFormat } from "../../src/query/format";
-import { jsonArrayStream } from "../../src/query/json-stream";
 import { asCsvText, parseCsv } from "../support/query-model";
 
 async function text(stream: NodeJS.ReadableStream): Promise<string> {
@@ -51,17 +50,6 @@ describe("CSV", () => {
     for await (const c of csvChunks(["b", "a"], [])) chunks.push(c);
     expect(chunks).toEqual(["b,a\r\n"]);
     expect(csvRow(["b", "a"], { a: 1, b: "x" })).toBe("x,1\r\n");
-  });
-});
-
-describe("streamed JSON arrays", () => {
-  test("slices join into one array, empty slices and none included", async () => {
-    async function* slices(...list: object[][]) {
-      for (const s of list) yield s;
-    }
-    expect(JSON.parse(await text(jsonArrayStream(slices([{ a: 1 }, { a: 2 }], [], [{ a: 3 }]))))).toEqual([{ a: 1 }, { a: 2 }, { a: 3 }]);
-    expect(await text(jsonArrayStream(slices()))).toBe("[]");
-    expect(await text(jsonArrayStream(slices([], [])))).toBe("[]");
   });
 });
 
