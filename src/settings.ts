@@ -110,7 +110,7 @@ export function readSettings(env: NodeJS.ProcessEnv = process.env): FlowmeshSett
     metrics: bool(env, "METRICS", true),
     metricsPort: env.METRICS_PORT ? int(env, "METRICS_PORT", 0, 0) : null,
     metricsBuiltin: bool(env, "METRICS_BUILTIN", false),
-    writesInFlight: int(env, "WRITES_IN_FLIGHT", 1, 1),
+    writesInFlight: int(env, "WRITES_IN_FLIGHT", 4, 1),
     dataDir: env.DATA_DIR || null,
     durability: oneOf(env, "DURABILITY", DURABILITY_MODES, "sync"),
     retentionHours: env.RETENTION_HOURS ? int(env, "RETENTION_HOURS", 0, 1) : null,
