@@ -4,7 +4,7 @@
  * HEARTBEATTIMEOUT, ...); Flowmesh's own settings (PORT, PARTITIONS, REPLICAS, ...)
  * are read by readSettings and exposed as `flowmesh`. See README "Configuration".
  */
-import { MetricReporters, type BrokerOptions } from "moleculer";
+import { MetricReporters, Serializers, type BrokerOptions } from "moleculer";
 import { readSettings } from "./src/settings";
 import GracefulLeave from "./mixins/graceful-leave.middleware";
 import { brokerMiddlewares } from "./mixins/metrics";
@@ -16,6 +16,9 @@ import { transporterFromEnv } from "./src/nats-options";
 const settings = readSettings(process.env);
 // Moleculer's Prometheus reporter, minus its own port unless METRICS_PORT asks for one (mixins/prometheus.reporter.ts).
 (MetricReporters as unknown as { register(name: string, value: unknown): void }).register("FlowmeshPrometheus", FlowmeshPrometheusReporter);
+// Registered by name, as the reporter is: the broker's options (which any node can read with
+// $node.options) then say "BinaryPayload" instead of holding the serializer and its broker.
+(Serializers as unknown as { register(name: string, value: unknown): void }).register("BinaryPayload", BinaryPayloadSerializer);
 
 // No transporter: the embedded single-process default. TRANSPORTER=nats://host:4222 joins a
 // cluster; NATS_USER/NATS_PASSWORD, NATS_TOKEN, NATS_CREDS and NATS_TLS_* add credentials
@@ -33,7 +36,7 @@ const config: BrokerOptions & { flowmesh: ReturnType<typeof readSettings> } = {
   logLevel: (process.env.LOGLEVEL as BrokerOptions["logLevel"]) || "info",
   // JSON, except that a Buffer payload (a write message of the group codec) travels as its
   // own bytes (mixins/binary.serializer.ts); large payloads are chunked by Flowmesh itself.
-  serializer: new BinaryPayloadSerializer(),
+  serializer: "BinaryPayload",
   // A lost node must be noticed in seconds, not Moleculer's default 30-60 s.
   heartbeatInterval: 1,
   heartbeatTimeout: 2.5,
@@ -58,6 +61,10 @@ const config: BrokerOptions & { flowmesh: ReturnType<typeof readSettings> } = {
     ],
   },
   tracing: { enabled: false },
+  // $node.options (any node may ask another for its options) serializes what the options
+  // reach, the broker's services included: arrays and buffers longer than this are named,
+  // not listed (a write-ahead log's 1 MiB buffer made the answer pass NATS's 1 MB limit).
+  maxSafeObjectSize: 1024,
   // The coordinator is the oldest live shard node.
   metadata: { startedAt: Date.now() },
   // SIGTERM/SIGINT: a shard node hands its partitions off before the broker stops.
