@@ -92,9 +92,13 @@ const EMBEDDED_READ_AND_MEMORY_GOALS = { get_hour_100k_ms_median_max: 60, rss_by
  * 18 more hours' JSON is ~170 MB, which a gateway holding the answer whole would need at least).
  */
 const RANGE_READ_GOALS = { range_24h_flows_per_s_min: 1_000_000, range_gateway_rss_growth_24h_minus_6h_bytes_max: 50_000_000 };
-/** The embedded node's goals (from the issues). */
+/**
+ * The embedded node's goals (from the issues; the throughput ratio is issue 14's, under the light
+ * generator). Issue 14's other goals (batch 100 at R=2 >= 0.35x, CPU per 1000-record request at
+ * R=2 <= 3.5 ms) are printed in the throughput rows, not judged here.
+ */
 export const EMBEDDED_GOALS: Goals = {
-  flows_per_s_ratio_batch1000_min: 0.85,
+  flows_per_s_ratio_batch1000_min: 0.9,
   ...EMBEDDED_READ_AND_MEMORY_GOALS,
   top10_hour_1m_ms_median_max: 250,
   top10_range_24h_ms_median_max: 1000,
@@ -124,13 +128,15 @@ export const TARGETS: Target[] = [
     { ownScenarios: ["restart"], memoryTwin: "embedded" },
   ),
   embeddedTarget("embedded-interval", "flowmesh-interval", "interval", EMBEDDED_READ_AND_MEMORY_GOALS, { memoryTwin: "embedded" }),
-  clusterTarget("cluster-r1", 1, "memory", { flows_per_s_ratio_batch1000_min: 0.4, get_hour_100k_ms_median_max: 150 }, { ownScenarios: ["handoff"] }),
+  // Memory: issue 14's 160 bytes per flow per copy, summed over the cluster's processes (R copies).
+  clusterTarget("cluster-r1", 1, "memory", { flows_per_s_ratio_batch1000_min: 0.75, get_hour_100k_ms_median_max: 150, rss_bytes_per_flow_1m_max: 160 }, { ownScenarios: ["handoff"] }),
   clusterTarget(
     "cluster-r2",
     2,
     "memory",
     {
-      flows_per_s_ratio_batch1000_min: 0.33,
+      flows_per_s_ratio_batch1000_min: 0.6,
+      rss_bytes_per_flow_1m_max: 320,
       ...CLUSTER_R2_READ_AND_FAILOVER_GOALS,
       // top-10 within 2x of embedded's in the same run (issue 13)
       top10_cluster_vs_embedded_max: 2,
