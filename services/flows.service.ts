@@ -293,7 +293,8 @@ const FlowsService: ServiceSchema = {
       }
       if (!ctx.meta.renderJson) return collectRecords(hours);
       ctx.meta.$responseType = "application/json; charset=utf-8";
-      return Readable.from(flowJsonChunks(hours), { objectMode: false });
+      // A range reads each hour once: its fragments are not worth keeping (src/query/flow-render.ts).
+      return Readable.from(flowJsonChunks(hours, from === to), { objectMode: false });
     },
 
     /** The first page of one hour's sorted flows from every partition's primary (the rest follows as it is merged). */

@@ -81,10 +81,15 @@ function keptFragment(key: string, hour: number): string {
   return [jsonFragment(key), hour, ',"bytes_tx":'].join("");
 }
 
-/** The slice's flows as JSON objects, comma-separated, the first after `lead` ("" or ","). */
-export function jsonOfSlice(s: FlowSlice, hour: number, lead: string): string {
+/**
+ * The slice's flows as JSON objects, comma-separated, the first after `lead` ("" or ",").
+ * `keep`: fill and use the view's kept fragments (false for a range: its hours are read
+ * once each, and 100k fragments an hour kept then dropped two hours later only made the
+ * GC promote and collect them).
+ */
+export function jsonOfSlice(s: FlowSlice, hour: number, lead: string, keep = true): string {
   const { keys, tx, rx, start, end } = s;
-  const frags = keptFragments(keys, hour);
+  const frags = keep ? keptFragments(keys, hour) : null;
   let out = "";
   if (frags === null) {
     const tail = hour + ',"bytes_tx":';
@@ -125,14 +130,14 @@ export interface HourSlices {
   slices: AsyncIterable<FlowSlice>;
 }
 
-/** The JSON array of every flow of the hours, in chunks (a chunk per slice). */
-export async function* flowJsonChunks(hours: AsyncIterable<HourSlices> | Iterable<HourSlices>): AsyncGenerator<Buffer> {
+/** The JSON array of every flow of the hours, in chunks (a chunk per slice); `keepFragments` as jsonOfSlice's `keep`. */
+export async function* flowJsonChunks(hours: AsyncIterable<HourSlices> | Iterable<HourSlices>, keepFragments = true): AsyncGenerator<Buffer> {
   let prefix = "[";
   let lead = "";
   for await (const { hour, slices } of hours) {
     for await (const s of slices) {
       if (s.end === s.start) continue;
-      yield Buffer.from(prefix + jsonOfSlice(s, hour, lead), "utf8");
+      yield Buffer.from(prefix + jsonOfSlice(s, hour, lead, keepFragments), "utf8");
       prefix = "";
       lead = ",";
     }
