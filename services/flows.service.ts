@@ -39,7 +39,8 @@ import { collectRecords, flowCsvChunks, flowJsonChunks } from "../src/query/flow
 import { mergePaged, type Paged } from "../src/query/hour-merge";
 import { ownerRead, readOwners, renderHour, type OwnerRead } from "../src/query/hour-read";
 import { readRange, widestHours } from "../src/query/range";
-import { GroupSums, rankTop, TotalOverflowError, TOP_TOTALS, type GroupColumns, type TopMetric } from "../src/query/top";
+import { groupColumnsOf, GroupSums, rankTop, TotalOverflowError, TOP_TOTALS, type GroupColumns, type TopMetric } from "../src/query/top";
+import { decodeRunPage } from "../src/wire/run-codec";
 import { oldestKeptHour } from "../src/settings";
 
 // Param schemas are fixed when the service is defined: limits come from the environment.
@@ -338,11 +339,14 @@ const FlowsService: ServiceSchema = {
 
     /** One primary's per-group sums for top-N, page by page. */
     async groupsFrom(ctx: Context, nodeID: string, params: object): Promise<GroupColumns[]> {
-      let page = (await ctx.call(ShardActions.groups, params, { nodeID })) as GroupsPage;
-      const pages = [page.groups];
+      const answer = (await ctx.call(ShardActions.groups, params, { nodeID })) as GroupsPage | Buffer;
+      if (!Buffer.isBuffer(answer)) return [answer.groups];
+      // Another process's groups: binary pages (src/wire/run-codec.ts), followed by cursor.
+      let page = decodeRunPage(answer);
+      const pages: GroupColumns[] = [groupColumnsOf(page)];
       while (page.cursor !== null) {
-        page = (await ctx.call(ShardActions.groups, { cursor: page.cursor }, { nodeID })) as GroupsPage;
-        pages.push(page.groups);
+        page = decodeRunPage((await ctx.call(ShardActions.groups, { cursor: page.cursor }, { nodeID })) as Buffer);
+        pages.push(groupColumnsOf(page));
       }
       return pages;
     },

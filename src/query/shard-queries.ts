@@ -16,7 +16,8 @@ import type { HourTable, PartitionStore } from "../partition-store";
 import { keyMatcher } from "../flow-key";
 import { BoundedCursors } from "../cursors";
 import { cursorExpired, MESSAGE_BYTES, type GroupsPage, type GroupsParams, type HourBounds, type HoursParams } from "../protocol";
-import { GroupSums, groupKeyOf, pageOfGroups } from "./top";
+import { encodeRunPage } from "../wire/run-codec";
+import { GroupSums, groupKeyOf } from "./top";
 
 /** Longest stretch of adding up before the event loop gets a turn. */
 const YIELD_MS = 20;
@@ -111,7 +112,7 @@ export class ShardQueries {
 
   constructor(private readonly o: ShardQueriesOptions) {}
 
-  async groups(params: GroupsParams, remote: boolean): Promise<GroupsPage> {
+  async groups(params: GroupsParams, remote: boolean): Promise<GroupsPage | Buffer> {
     const { epoch, partitions, from, to, filter, by } = params;
     this.expire(this.o.now());
     await this.o.confirmServing(partitions, epoch);
@@ -161,14 +162,11 @@ export class ShardQueries {
     return this.page(sums, remote);
   }
 
-  groupsMore(id: string): GroupsPage {
+  /** The next page of a remote caller's groups (bytes). */
+  groupsMore(id: string): Buffer {
     const cursor = this.cursors.take(id);
     if (!cursor) throw cursorExpired();
-    const { page, next } = pageOfGroups(cursor.sums, cursor.offset, MESSAGE_BYTES);
-    cursor.offset = next;
-    const done = next >= cursor.sums.size;
-    if (!done) this.cursors.keep(id, cursor);
-    return { groups: page, cursor: done ? null : id };
+    return this.remotePage(cursor.sums, cursor.offset, id);
   }
 
   async hours(params: HoursParams): Promise<HourBounds> {
@@ -181,13 +179,26 @@ export class ShardQueries {
     this.cursors.expire(now);
   }
 
-  private page(sums: GroupSums, remote: boolean): GroupsPage {
-    const all = { keys: sums.keys, tx: sums.tx, rx: sums.rx, flows: sums.flows };
-    if (!remote) return { groups: all, cursor: null };
-    const { page, next } = pageOfGroups(sums, 0, MESSAGE_BYTES);
-    if (next >= sums.size) return { groups: all, cursor: null };
-    const id = randomUUID();
-    this.cursors.keep(id, { sums, offset: next, expires: this.o.now() + this.o.cursorMs });
-    return { groups: page, cursor: id };
+  /** In process, the sums themselves; to another process, binary pages (src/wire/run-codec.ts, with the flows column). */
+  private page(sums: GroupSums, remote: boolean): GroupsPage | Buffer {
+    if (!remote) return { groups: { keys: sums.keys, tx: sums.tx, rx: sums.rx, flows: sums.flows }, cursor: null };
+    return this.remotePage(sums, 0, null);
+  }
+
+  /** The page at offset; the rest (if any) kept under `id` (a new one for a query's first page). */
+  private remotePage(sums: GroupSums, offset: number, id: string | null): Buffer {
+    const { bytes } = encodeRunPage(
+      0,
+      sums,
+      offset,
+      MESSAGE_BYTES,
+      (next) => {
+        const cursorId = id ?? randomUUID();
+        this.cursors.keep(cursorId, { sums, offset: next, expires: this.o.now() + this.o.cursorMs });
+        return cursorId;
+      },
+      sums.flows,
+    );
+    return bytes;
   }
 }

@@ -26,10 +26,16 @@ export type TopMetric = (typeof TOP_METRICS)[number];
 /** Per-group sums, columnar (as they travel between nodes): one entry per group key. */
 export interface GroupColumns {
   keys: string[];
-  tx: number[];
-  rx: number[];
+  tx: ArrayLike<number>;
+  rx: ArrayLike<number>;
   /** Flows (key and hour) added into the group. */
-  flows: number[];
+  flows: ArrayLike<number>;
+}
+
+/** A binary page of partial groups (src/wire/run-codec.ts, with its flows column) as columns. */
+export function groupColumnsOf(page: { keys: string[]; tx: Float64Array; rx: Float64Array; flows?: Float64Array }): GroupColumns {
+  if (page.flows === undefined) throw new Error("a page of groups without their flows");
+  return { keys: page.keys, tx: page.tx, rx: page.rx, flows: page.flows };
 }
 
 /** Per-group sums being added up: flows on a shard, shards' partial sums on the gateway. */
@@ -92,16 +98,6 @@ export function groupFields(key: string, by: readonly GroupField[]): Record<Grou
   const out = {} as Record<GroupField, string>;
   by.forEach((field, i) => (out[field] = values[i]));
   return out;
-}
-
-/**
- * The page of `sums` that starts at `offset`: consecutive groups up to maxBytes (at least
- * one), cut as a read's page is (pageOfRun): a group's entry is a flow's (a key and two
- * sums) plus a count, which fits in the room the estimate leaves for numbers.
- */
-export function pageOfGroups(sums: GroupColumns, offset: number, maxBytes: number): { page: GroupColumns; next: number } {
-  const { run, next } = pageOfRun(sums, offset, maxBytes);
-  return { page: { keys: run.keys, tx: run.tx, rx: run.rx, flows: sums.flows.slice(offset, next) }, next };
 }
 
 /** The sums of a top row, after its `by` fields (and the columns of top-N as CSV). */

@@ -4,9 +4,12 @@
  * as the group codec (src/wire/bytes.ts: little-endian, `str` = length-prefixed UTF-8,
  * or UTF-16 for a string with a lone surrogate, so every key arrives exactly as sent):
  *
- *   page = u8 RUN_PAGE_FORMAT | u8 flags (1: unchanged) | f64 version | u32 count
+ *   page = u8 RUN_PAGE_FORMAT | u8 flags (1: unchanged, 2: with flows) | f64 version | u32 count
  *        | str key * count | f64 bytes_tx * count | f64 bytes_rx * count
- *        | str cursor ("" on the last page)
+ *        [| f64 flows * count] | str cursor ("" on the last page)
+ *
+ * Top-N's partial groups travel in the same pages, with a third column: the flows added
+ * into each group (src/query/shard-queries.ts).
  *
  * A page is cut by its exact size (at most maxBytes, at least one flow), so a page
  * holds ~10k flows of ~30-character keys where the JSON pages' estimate held ~2k.
@@ -21,6 +24,7 @@ import { Reader, Writer } from "./bytes";
 
 export const RUN_PAGE_FORMAT = 0xb3;
 const UNCHANGED = 1;
+const WITH_FLOWS = 2;
 /** format, flags, version, count. */
 const HEAD_BYTES = 14;
 /** Room kept for the cursor at the end (a UUID, 36 bytes, and its length). */
@@ -35,36 +39,47 @@ export interface RunPage {
   keys: string[];
   tx: Float64Array;
   rx: Float64Array;
+  /** Top-N pages only. */
+  flows?: Float64Array;
 }
 
 /**
  * The page of `run` starting at `offset`: consecutive flows while the page stays within
  * maxBytes (at least one). `more()` is asked for a cursor only when flows remain after it.
  */
-export function encodeRunPage(version: number, run: FlowRun, offset: number, maxBytes: number, more: (next: number) => string): { bytes: Buffer; next: number } {
+export function encodeRunPage(
+  version: number,
+  run: { keys: readonly string[]; tx: ArrayLike<number>; rx: ArrayLike<number> },
+  offset: number,
+  maxBytes: number,
+  more: (next: number) => string,
+  flows?: ArrayLike<number>,
+): { bytes: Buffer; next: number } {
   const { keys, tx, rx } = run;
   const total = keys.length;
+  const numberBytes = flows === undefined ? 16 : 24;
   const w = new Writer(Math.min(maxBytes, HEAD_BYTES + CURSOR_ROOM + 64 * (total - offset)));
   w.u8(RUN_PAGE_FORMAT);
-  w.u8(0);
+  w.u8(flows === undefined ? 0 : WITH_FLOWS);
   w.f64(version);
   w.u32(0); // the count, once known
   let end = offset;
   for (; end < total; end++) {
     const before = w.at;
     w.str(keys[end]);
-    if (end > offset && w.at + 16 * (end + 1 - offset) + CURSOR_ROOM > maxBytes) {
+    if (end > offset && w.at + numberBytes * (end + 1 - offset) + CURSOR_ROOM > maxBytes) {
       w.at = before;
       break;
     }
   }
   const count = end - offset;
   w.buf.writeUInt32LE(count, 10);
-  w.room(16 * count);
+  w.room(numberBytes * count);
   const buf = w.buf;
   let at = w.at;
   for (let i = offset; i < end; i++, at += 8) buf.writeDoubleLE(tx[i], at);
   for (let i = offset; i < end; i++, at += 8) buf.writeDoubleLE(rx[i], at);
+  if (flows !== undefined) for (let i = offset; i < end; i++, at += 8) buf.writeDoubleLE(flows[i], at);
   w.at = at;
   w.str(end < total ? more(end) : "");
   return { bytes: w.done(), next: end };
@@ -103,7 +118,10 @@ export function decodeRunPage(bytes: Buffer): RunPage {
   for (let i = 0; i < count; i++) keys[i] = r.str();
   const tx = numbersAt(r, count);
   const rx = numbersAt(r, count);
+  const flows = (flags & WITH_FLOWS) !== 0 ? numbersAt(r, count) : undefined;
   const cursor = r.str();
   if (r.at !== bytes.length) throw new Error(`run codec: ${bytes.length - r.at} byte(s) after the page`);
-  return { version, unchanged: (flags & UNCHANGED) !== 0, cursor: cursor === "" ? null : cursor, keys, tx, rx };
+  const page: RunPage = { version, unchanged: (flags & UNCHANGED) !== 0, cursor: cursor === "" ? null : cursor, keys, tx, rx };
+  if (flows !== undefined) page.flows = flows;
+  return page;
 }

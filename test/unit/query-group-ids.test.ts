@@ -1,6 +1,7 @@
 import { splitByPartition, type FlowRecord } from "../../src/batching";
 import { PartitionStore } from "../../src/partition-store";
 import { ShardQueries } from "../../src/query/shard-queries";
+import type { GroupsPage } from "../../src/protocol";
 
 const P = 8;
 const H = 40;
@@ -21,7 +22,7 @@ describe("top-N group ids kept per hour table", () => {
   const queries = new ShardQueries({ store, confirmServing: async () => undefined, now: () => Date.now(), cursorMs: 30_000 });
   const partitions = Array.from({ length: P }, (_, p) => p);
   const ask = async () => {
-    const { groups } = await queries.groups({ epoch: 1, partitions, from: H, to: H, filter: {}, by: ["src_app"] }, false);
+    const { groups } = (await queries.groups({ epoch: 1, partitions, from: H, to: H, filter: {}, by: ["src_app"] }, false)) as GroupsPage;
     // Keys of a src_app grouping are the encoded src_app: plain ASCII names encode as themselves.
     return new Map(groups.keys.map((k, i) => [k, [groups.tx[i], groups.flows[i]] as [number, number]]));
   };

@@ -5,7 +5,9 @@
 import { splitByPartition, type FlowRecord } from "../../src/batching";
 import { PartitionStore } from "../../src/partition-store";
 import { ShardQueries } from "../../src/query/shard-queries";
-import { bestOf, GROUP_FIELDS, GroupSums, groupKeyOf, pageOfGroups, rankTop, TotalOverflowError, type GroupField, type TopMetric } from "../../src/query/top";
+import { bestOf, GROUP_FIELDS, groupColumnsOf, GroupSums, groupKeyOf, rankTop, TotalOverflowError, type GroupField, type TopMetric } from "../../src/query/top";
+import type { GroupsPage } from "../../src/protocol";
+import { decodeRunPage, encodeRunPage } from "../../src/wire/run-codec";
 import { flow } from "../support/api-contract";
 import { expectedTop, randomFlows, seeded, type TopQuery } from "../support/query-model";
 
@@ -25,7 +27,7 @@ async function top(records: FlowRecord[], q: TopQuery) {
   const { queries, partitions } = shards(records);
   const sums = new GroupSums();
   for (const part of partitions) {
-    const page = await queries.groups({ epoch: 1, partitions: part, from: q.from, to: q.to, filter: q.filter ?? {}, by: q.by }, false);
+    const page = (await queries.groups({ epoch: 1, partitions: part, from: q.from, to: q.to, filter: q.filter ?? {}, by: q.by }, false)) as GroupsPage;
     sums.addAll(page.groups);
   }
   return rankTop(sums, q);
@@ -131,25 +133,26 @@ describe("pieces", () => {
     const sums = { keys, tx: keys.map((_, i) => i), rx: keys.map(() => 1), flows: keys.map(() => 2) };
     const pages = [];
     for (let offset = 0; offset < keys.length; ) {
-      const { page, next } = pageOfGroups(sums, offset, 64 * 1024);
-      expect(JSON.stringify(page).length).toBeLessThanOrEqual(64 * 1024);
-      pages.push(page);
+      const { bytes, next } = encodeRunPage(0, sums, offset, 64 * 1024, (n) => `cursor-${n}`, sums.flows);
+      expect(bytes.length).toBeLessThanOrEqual(64 * 1024);
+      pages.push(groupColumnsOf(decodeRunPage(bytes)));
       offset = next;
     }
     expect(pages.length).toBeGreaterThan(1);
     expect(pages.flatMap((p) => p.keys)).toEqual(keys);
+    expect(pages.flatMap((p) => Array.from(p.flows))).toEqual(sums.flows);
 
     // Over the message limit: 512 KB of group keys from one shard.
     const many = Array.from({ length: 4000 }, (_, i) => flow(`app-${i}-${"y".repeat(150)}`, "d", "v", 5, i, 1));
     const { queries } = shards(many);
     const all = Array.from({ length: P }, (_, p) => p);
-    let page = await queries.groups({ epoch: 1, partitions: all, from: 5, to: 5, filter: {}, by: ["src_app"] }, true);
+    let page = decodeRunPage((await queries.groups({ epoch: 1, partitions: all, from: 5, to: 5, filter: {}, by: ["src_app"] }, true)) as Buffer);
     const got = new GroupSums();
-    got.addAll(page.groups);
+    got.addAll(groupColumnsOf(page));
     let count = 1;
     while (page.cursor !== null) {
-      page = queries.groupsMore(page.cursor);
-      got.addAll(page.groups);
+      page = decodeRunPage(queries.groupsMore(page.cursor));
+      got.addAll(groupColumnsOf(page));
       count++;
     }
     expect(count).toBeGreaterThan(1);
