@@ -342,45 +342,20 @@
     s.textContent = text;
   }
 
-  var storedToken = window.flowmeshToken.stored;
-  var storeToken = window.flowmeshToken.store;
-
-  /** 401: no token or an unknown one (forgotten); 403: a token without the read scope. Polling waits for the form. */
+  /** 401/403 (public/api-token.js shows the token form): polling waits until a token is given. */
   function askForToken(httpStatus) {
-    var had = storedToken() !== null;
-    if (httpStatus === 401) storeToken(null);
     waitingForToken = true;
-    $("token-label").textContent =
-      httpStatus === 403
-        ? "This token lacks the read scope; enter one that has it:"
-        : had
-          ? "The gateway did not accept this token; enter another with the read scope:"
-          : "This gateway needs an API token with the read scope:";
-    $("token-form").hidden = false;
-    setStatus("auth", "Waiting for an API token (GET /cluster answered " + httpStatus + ")");
-    $("token-input").focus();
-  }
-
-  $("token-form").addEventListener("submit", function (event) {
-    event.preventDefault();
-    var token = $("token-input").value.trim();
-    if (!token) return;
-    storeToken(token);
-    $("token-input").value = "";
-    $("token-form").hidden = true;
-    if (waitingForToken) {
+    window.flowmeshToken.ask(httpStatus, "GET /cluster", function () {
       waitingForToken = false;
       poll();
-    }
-  });
+    });
+  }
 
   function poll() {
     var started = Date.now();
     var controller = typeof AbortController === "function" ? new AbortController() : null;
     var timer = controller ? setTimeout(function () { controller.abort(); }, TIMEOUT_MS) : null;
-    var headers = { accept: "application/json" };
-    var token = storedToken();
-    if (token) headers.authorization = "Bearer " + token;
+    var headers = window.flowmeshToken.headers("application/json");
     fetch("cluster", { cache: "no-store", headers: headers, signal: controller ? controller.signal : undefined })
       .then(function (res) {
         if (res.status === 401 || res.status === 403) {

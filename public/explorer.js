@@ -35,7 +35,6 @@
   var hours = { newest: null, oldest: null }; // from GET /flows/hours
   var querySeq = 0; // answers to older queries than the newest are dropped
   var inFlight = null; // the AbortController of the query under way
-  var resumeAfterToken = null; // what a 401/403 interrupted, run again once a token is given
   var loads = 0;
 
   function $(id) {
@@ -108,45 +107,11 @@
   // ---- the read token (public/api-token.js, shared with the dashboard) ----
 
   var storedToken = window.flowmeshToken.stored;
-  var storeToken = window.flowmeshToken.store;
+  var authHeaders = window.flowmeshToken.headers;
+  var askForToken = window.flowmeshToken.ask;
 
-  /** Thrown after a 401/403: the token form is shown, and `resume` runs again once a token is given. */
+  /** Thrown after a 401/403: the token form is shown (askForToken), and what it interrupted runs again once a token is given. */
   function NeedsToken() {}
-
-  /** 401: no token or an unknown one (forgotten); 403: a token without the read scope. */
-  function askForToken(httpStatus, what, resume) {
-    var had = storedToken() !== null;
-    if (httpStatus === 401) storeToken(null);
-    resumeAfterToken = resume;
-    $("token-label").textContent =
-      httpStatus === 403
-        ? "This token lacks the read scope; enter one that has it:"
-        : had
-          ? "The gateway did not accept this token; enter another with the read scope:"
-          : "This gateway needs an API token with the read scope:";
-    $("token-form").hidden = false;
-    setStatus("auth", "Waiting for an API token (" + what + " answered " + httpStatus + ")");
-    $("token-input").focus();
-  }
-
-  $("token-form").addEventListener("submit", function (event) {
-    event.preventDefault();
-    var token = $("token-input").value.trim();
-    if (!token) return;
-    storeToken(token);
-    $("token-input").value = "";
-    $("token-form").hidden = true;
-    var resume = resumeAfterToken;
-    resumeAfterToken = null;
-    if (resume) resume();
-  });
-
-  function authHeaders(accept) {
-    var headers = { accept: accept };
-    var token = storedToken();
-    if (token) headers.authorization = "Bearer " + token;
-    return headers;
-  }
 
   /** The server's own words for a refusal (its error JSON's message), else the status. */
   function failure(res, what) {
