@@ -39,7 +39,8 @@ import { collectRecords, flowCsvChunks, flowJsonChunks } from "../src/query/flow
 import { mergePaged, type Paged } from "../src/query/hour-merge";
 import { ownerRead, readOwners, renderHour, type OwnerRead } from "../src/query/hour-read";
 import { readRange, widestHours } from "../src/query/range";
-import { groupColumnsOf, GroupSums, rankTop, TotalOverflowError, TOP_TOTALS, type GroupColumns, type TopMetric } from "../src/query/top";
+import { groupColumnsOf, rankTop, TotalOverflowError, TOP_TOTALS, type GroupColumns, type TopMetric } from "../src/query/top";
+import { mergeGroups } from "../src/query/group-ids";
 import { decodeRunPage } from "../src/wire/run-codec";
 import { oldestKeptHour } from "../src/settings";
 
@@ -217,8 +218,7 @@ const FlowsService: ServiceSchema = {
         const partials: GroupColumns[][] = await this.askPrimaries((nodeID: string, partitions: number[], epoch: number) =>
           this.groupsFrom(ctx, nodeID, { epoch, partitions, from, to, filter, by }),
         );
-        const sums = new GroupSums();
-        for (const pages of partials) for (const page of pages) sums.addAll(page);
+        const sums = mergeGroups(partials.flat(), by.join(","));
         let answer;
         try {
           answer = rankTop(sums, { from, to, by, metric: ctx.params.metric, n: ctx.params.n });

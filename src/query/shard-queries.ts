@@ -17,47 +17,19 @@ import { keyMatcher } from "../flow-key";
 import { BoundedCursors } from "../cursors";
 import { cursorExpired, MESSAGE_BYTES, type GroupsPage, type GroupsParams, type HourBounds, type HoursParams } from "../protocol";
 import { encodeRunPage } from "../wire/run-codec";
-import { GroupSums, groupKeyOf } from "./top";
+import { GroupSums, groupKeyOf, type GroupColumns } from "./top";
+import { groupIdsOf, type GroupIds } from "./group-ids";
 
 /** Longest stretch of adding up before the event loop gets a turn. */
 const YIELD_MS = 20;
 
 /**
- * Group ids, per grouping (the `by` fields): cutting a group out of each flow key (a
- * substring, then hashing it into the sums' Map) was most of a top-N's time (~0.5 µs a
- * flow). Instead every hour table keeps, per grouping asked for, the id of each slot's
- * group, and a query adds into arrays indexed by id: no string work for hours asked
- * before. Adding flows only appends slots, so a table's list is extended; a removed slot
- * (a reverted request) makes it rebuilt. The lists live as long as their table (WeakMap);
- * the ids of a grouping are renumbered from scratch past MAX_GROUP_IDS (old lists rebuilt).
+ * Every hour table keeps, per grouping asked for, the group id (src/query/group-ids.ts)
+ * of each slot, and a query adds into arrays indexed by id: no string work for hours
+ * asked before. Adding flows only appends slots, so a table's list is extended; a
+ * removed slot (a reverted request) makes it rebuilt. The lists live as long as their
+ * table (WeakMap); a renumbering of the grouping's ids makes them rebuilt too.
  */
-const MAX_GROUP_IDS = 1_000_000;
-
-class GroupIds {
-  generation = 0;
-  readonly keys: string[] = [];
-  private readonly ids = new Map<string, number>();
-
-  idOf(group: string): number {
-    let id = this.ids.get(group);
-    if (id === undefined) {
-      if (this.keys.length >= MAX_GROUP_IDS) this.reset();
-      id = this.keys.length;
-      this.ids.set(group, id);
-      this.keys.push(group);
-    }
-    return id;
-  }
-
-  private reset(): void {
-    this.ids.clear();
-    this.keys.length = 0;
-    this.generation++;
-  }
-}
-
-const groupIdsByGrouping = new Map<string, GroupIds>();
-
 interface SlotIds {
   generation: number;
   removals: number;
@@ -65,8 +37,8 @@ interface SlotIds {
 }
 const slotIdsByTable = new WeakMap<HourTable, Map<string, SlotIds>>();
 
-/** The group id of every slot of `table` under `grouping`. */
-function slotIds(table: HourTable, grouping: string, registry: GroupIds, groupOf: (key: string) => string): number[] {
+/** The group id of every slot of `table` under `grouping`; null when the ids were renumbered meanwhile. */
+function slotIds(table: HourTable, grouping: string, registry: GroupIds, groupOf: (key: string) => string): number[] | null {
   let perTable = slotIdsByTable.get(table);
   if (perTable === undefined) slotIdsByTable.set(table, (perTable = new Map()));
   let cached = perTable.get(grouping);
@@ -76,9 +48,8 @@ function slotIds(table: HourTable, grouping: string, registry: GroupIds, groupOf
   }
   const { ids } = cached;
   for (let slot = ids.length; slot < table.size; slot++) ids.push(registry.idOf(groupOf(table.keys[slot])));
-  // Numbering restarted while this list was extended: its first ids are stale.
-  if (cached.generation !== registry.generation) return slotIds(table, grouping, registry, groupOf);
-  return ids;
+  // Renumbered while this list was extended: its first ids are stale (the query starts over).
+  return cached.generation === registry.generation ? ids : null;
 }
 
 export interface ShardQueriesOptions {
@@ -90,7 +61,7 @@ export interface ShardQueriesOptions {
 }
 
 interface GroupsCursor {
-  sums: GroupSums;
+  sums: GroupColumns;
   offset: number;
   expires: number;
 }
@@ -108,18 +79,27 @@ export const MAX_CURSOR_GROUPS = 8_000_000;
 const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 export class ShardQueries {
-  private readonly cursors = new BoundedCursors<GroupsCursor>(MAX_GROUPS_CURSORS, MAX_CURSOR_GROUPS, (c) => c.sums.size);
+  private readonly cursors = new BoundedCursors<GroupsCursor>(MAX_GROUPS_CURSORS, MAX_CURSOR_GROUPS, (c) => c.sums.keys.length);
 
   constructor(private readonly o: ShardQueriesOptions) {}
 
   async groups(params: GroupsParams, remote: boolean): Promise<GroupsPage | Buffer> {
-    const { epoch, partitions, from, to, filter, by } = params;
+    const { epoch, partitions } = params;
     this.expire(this.o.now());
     await this.o.confirmServing(partitions, epoch);
+    // Renumbered meanwhile (the ids ran out): once more from scratch; a query with more
+    // groups than the ids can number is added up by key instead.
+    const sums = (await this.sumsById(params)) ?? (await this.sumsById(params)) ?? (await this.sumsByKey(params));
+    await this.o.confirmServing(partitions, epoch);
+    return this.page(sums, remote);
+  }
+
+  /** The per-group sums added by group id; null when the grouping's ids were renumbered meanwhile. */
+  private async sumsById(params: GroupsParams): Promise<GroupColumns | null> {
+    const { by, filter } = params;
     const groupOf = groupKeyOf(by, {}) as (key: string) => string;
     const grouping = by.join(",");
-    let registry = groupIdsByGrouping.get(grouping);
-    if (registry === undefined) groupIdsByGrouping.set(grouping, (registry = new GroupIds()));
+    const registry = groupIdsOf(grouping);
     const matches = keyMatcher(filter);
     // Sums by group id, grown as ids appear; `seen` lists the ids this query touched.
     let tx: Float64Array = new Float64Array(1024);
@@ -127,39 +107,71 @@ export class ShardQueries {
     let flows: Float64Array = new Float64Array(1024);
     const seen: number[] = [];
     const generation = registry.generation;
+    const complete = await this.eachTable(params, (table) => {
+      const ids = slotIds(table, grouping, registry, groupOf);
+      if (ids === null || registry.generation !== generation) return false;
+      if (registry.size > tx.length) {
+        const size = Math.max(registry.size, tx.length * 2);
+        tx = grown(tx, size);
+        rx = grown(rx, size);
+        flows = grown(flows, size);
+      }
+      const { keys, sums: values } = table;
+      for (let slot = 0, n = table.size; slot < n; slot++) {
+        if (matches !== null && !matches(keys[slot])) continue;
+        const id = ids[slot];
+        if (flows[id] === 0) seen.push(id);
+        tx[id] += values[2 * slot];
+        rx[id] += values[2 * slot + 1];
+        flows[id]++;
+      }
+      return true;
+    });
+    if (!complete) return null;
+    // Columns straight from the ids (each id is in `seen` once): no Map of the keys.
+    const n = seen.length;
+    const out = { keys: new Array<string>(n), tx: new Float64Array(n), rx: new Float64Array(n), flows: new Float64Array(n) };
+    for (let i = 0; i < n; i++) {
+      const id = seen[i];
+      out.keys[i] = registry.keys[id];
+      out.tx[i] = tx[id];
+      out.rx[i] = rx[id];
+      out.flows[i] = flows[id];
+    }
+    return out;
+  }
+
+  /** The per-group sums added by group key (a query with more groups than the ids number). */
+  private async sumsByKey(params: GroupsParams): Promise<GroupColumns> {
+    const group = groupKeyOf(params.by, params.filter);
+    const sums = new GroupSums();
+    await this.eachTable(params, (table) => {
+      for (let slot = 0, n = table.size; slot < n; slot++) {
+        const g = group(table.keys[slot]);
+        if (g !== null) sums.add(g, table.sums[2 * slot], table.sums[2 * slot + 1], 1);
+      }
+      return true;
+    });
+    return sums;
+  }
+
+  /**
+   * visit(table) for each non-empty hour table of the query's partitions and hours, the
+   * event loop getting a turn every YIELD_MS; false as soon as a visit returns false.
+   */
+  private async eachTable(params: GroupsParams, visit: (table: HourTable) => boolean): Promise<boolean> {
     let turn = performance.now();
-    for (let hour = from; hour <= to; hour++) {
-      for (const p of partitions) {
+    for (let hour = params.from; hour <= params.to; hour++) {
+      for (const p of params.partitions) {
         const table = this.o.store.partitions.get(p)?.hours.get(hour);
-        if (table !== undefined && table.size > 0) {
-          const ids = slotIds(table, grouping, registry, groupOf);
-          if (registry.generation !== generation) return this.groups(params, remote); // renumbered meanwhile: start over
-          if (registry.keys.length > tx.length) {
-            const size = Math.max(registry.keys.length, tx.length * 2);
-            tx = grown(tx, size);
-            rx = grown(rx, size);
-            flows = grown(flows, size);
-          }
-          const { keys, sums: values } = table;
-          for (let slot = 0, n = table.size; slot < n; slot++) {
-            if (matches !== null && !matches(keys[slot])) continue;
-            const id = ids[slot];
-            if (flows[id] === 0) seen.push(id);
-            tx[id] += values[2 * slot];
-            rx[id] += values[2 * slot + 1];
-            flows[id]++;
-          }
-        }
+        if (table !== undefined && table.size > 0 && !visit(table)) return false;
         if (performance.now() - turn > YIELD_MS) {
           await nextTurn();
           turn = performance.now();
         }
       }
     }
-    const sums = new GroupSums();
-    for (const id of seen) sums.add(registry.keys[id], tx[id], rx[id], flows[id]);
-    await this.o.confirmServing(partitions, epoch);
-    return this.page(sums, remote);
+    return true;
   }
 
   /** The next page of a remote caller's groups (bytes). */
@@ -180,13 +192,13 @@ export class ShardQueries {
   }
 
   /** In process, the sums themselves; to another process, binary pages (src/wire/run-codec.ts, with the flows column). */
-  private page(sums: GroupSums, remote: boolean): GroupsPage | Buffer {
-    if (!remote) return { groups: { keys: sums.keys, tx: sums.tx, rx: sums.rx, flows: sums.flows }, cursor: null };
+  private page(sums: GroupColumns, remote: boolean): GroupsPage | Buffer {
+    if (!remote) return { groups: sums, cursor: null };
     return this.remotePage(sums, 0, null);
   }
 
   /** The page at offset; the rest (if any) kept under `id` (a new one for a query's first page). */
-  private remotePage(sums: GroupSums, offset: number, id: string | null): Buffer {
+  private remotePage(sums: GroupColumns, offset: number, id: string | null): Buffer {
     const { bytes } = encodeRunPage(
       0,
       sums,

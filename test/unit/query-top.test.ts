@@ -7,6 +7,7 @@ import { PartitionStore } from "../../src/partition-store";
 import { ShardQueries } from "../../src/query/shard-queries";
 import { bestOf, GROUP_FIELDS, groupColumnsOf, GroupSums, groupKeyOf, rankTop, TotalOverflowError, type GroupField, type TopMetric } from "../../src/query/top";
 import type { GroupsPage } from "../../src/protocol";
+import { mergeGroups } from "../../src/query/group-ids";
 import { decodeRunPage, encodeRunPage } from "../../src/wire/run-codec";
 import { flow } from "../support/api-contract";
 import { expectedTop, randomFlows, seeded, type TopQuery } from "../support/query-model";
@@ -25,12 +26,12 @@ function shards(records: FlowRecord[]) {
 
 async function top(records: FlowRecord[], q: TopQuery) {
   const { queries, partitions } = shards(records);
-  const sums = new GroupSums();
+  const pages = [];
   for (const part of partitions) {
     const page = (await queries.groups({ epoch: 1, partitions: part, from: q.from, to: q.to, filter: q.filter ?? {}, by: q.by }, false)) as GroupsPage;
-    sums.addAll(page.groups);
+    pages.push(page.groups);
   }
-  return rankTop(sums, q);
+  return rankTop(mergeGroups(pages, q.by.join(",")), q);
 }
 
 const cmp = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
