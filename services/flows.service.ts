@@ -40,7 +40,7 @@ import { mergePaged, type Paged } from "../src/query/hour-merge";
 import { ownerRead, readOwners, renderHour, type OwnerRead } from "../src/query/hour-read";
 import { readRange, widestHours } from "../src/query/range";
 import { groupColumnsOf, rankTop, TotalOverflowError, TOP_TOTALS, type GroupColumns, type TopMetric } from "../src/query/top";
-import { mergeGroups } from "../src/query/group-ids";
+import { mergeGroups, type GroupSource } from "../src/query/group-ids";
 import { decodeRunPage } from "../src/wire/run-codec";
 import { oldestKeptHour } from "../src/settings";
 
@@ -215,10 +215,10 @@ const FlowsService: ServiceSchema = {
         const { from, to } = checked(requestedHours(ctx.params, limits.maxRangeHours));
         const by = checked(groupByOf(ctx.params.by));
         const filter = filterOf(ctx.params);
-        const partials: GroupColumns[][] = await this.askPrimaries((nodeID: string, partitions: number[], epoch: number) =>
+        const partials: GroupSource[] = await this.askPrimaries((nodeID: string, partitions: number[], epoch: number) =>
           this.groupsFrom(ctx, nodeID, { epoch, partitions, from, to, filter, by }),
         );
-        const sums = mergeGroups(partials.flat(), by.join(","));
+        const sums = mergeGroups(partials);
         let answer;
         try {
           answer = rankTop(sums, { from, to, by, metric: ctx.params.metric, n: ctx.params.n });
@@ -338,17 +338,17 @@ const FlowsService: ServiceSchema = {
     },
 
     /** One primary's per-group sums for top-N, page by page. */
-    async groupsFrom(ctx: Context, nodeID: string, params: object): Promise<GroupColumns[]> {
+    async groupsFrom(ctx: Context, nodeID: string, params: object): Promise<GroupSource> {
       const answer = (await ctx.call(ShardActions.groups, params, { nodeID })) as GroupsPage | Buffer;
-      if (!Buffer.isBuffer(answer)) return [answer.groups];
-      // Another process's groups: binary pages (src/wire/run-codec.ts), followed by cursor.
+      if (!Buffer.isBuffer(answer)) return { sorted: false, pages: [answer.groups] };
+      // Another process's groups: binary pages (src/wire/run-codec.ts) in key order, followed by cursor.
       let page = decodeRunPage(answer);
       const pages: GroupColumns[] = [groupColumnsOf(page)];
       while (page.cursor !== null) {
         page = decodeRunPage((await ctx.call(ShardActions.groups, { cursor: page.cursor }, { nodeID })) as Buffer);
         pages.push(groupColumnsOf(page));
       }
-      return pages;
+      return { sorted: true, pages };
     },
 
     /**

@@ -76,6 +76,18 @@ function grown(values: Float64Array, size: number): Float64Array {
 export const MAX_GROUPS_CURSORS = 256;
 export const MAX_CURSOR_GROUPS = 8_000_000;
 
+/** The same groups in key order. */
+function inKeyOrder(sums: GroupColumns): GroupColumns {
+  const { keys } = sums;
+  const order = Array.from(keys, (_, i) => i).sort((a, b) => (keys[a] < keys[b] ? -1 : keys[a] > keys[b] ? 1 : 0));
+  return {
+    keys: order.map((i) => keys[i]),
+    tx: Float64Array.from(order, (i) => sums.tx[i]),
+    rx: Float64Array.from(order, (i) => sums.rx[i]),
+    flows: Float64Array.from(order, (i) => sums.flows[i]),
+  };
+}
+
 const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 export class ShardQueries {
@@ -89,13 +101,14 @@ export class ShardQueries {
     await this.o.confirmServing(partitions, epoch);
     // Renumbered meanwhile (the ids ran out): once more from scratch; a query with more
     // groups than the ids can number is added up by key instead.
-    const sums = (await this.sumsById(params)) ?? (await this.sumsById(params)) ?? (await this.sumsByKey(params));
+    // To another process, in key order (the gateway merges the shards' groups by key: src/query/group-ids.ts).
+    const sums = (await this.sumsById(params, remote)) ?? (await this.sumsById(params, remote)) ?? (await this.sumsByKey(params, remote));
     await this.o.confirmServing(partitions, epoch);
     return this.page(sums, remote);
   }
 
   /** The per-group sums added by group id; null when the grouping's ids were renumbered meanwhile. */
-  private async sumsById(params: GroupsParams): Promise<GroupColumns | null> {
+  private async sumsById(params: GroupsParams, sorted: boolean): Promise<GroupColumns | null> {
     const { by, filter } = params;
     const groupOf = groupKeyOf(by, {}) as (key: string) => string;
     const grouping = by.join(",");
@@ -105,7 +118,7 @@ export class ShardQueries {
     let tx: Float64Array = new Float64Array(1024);
     let rx: Float64Array = new Float64Array(1024);
     let flows: Float64Array = new Float64Array(1024);
-    const seen: number[] = [];
+    let seen: number[] = [];
     const generation = registry.generation;
     const complete = await this.eachTable(params, (table) => {
       const ids = slotIds(table, grouping, registry, groupOf);
@@ -128,6 +141,7 @@ export class ShardQueries {
       return true;
     });
     if (!complete) return null;
+    if (sorted) seen = registry.sorted(seen);
     // Columns straight from the ids (each id is in `seen` once): no Map of the keys.
     const n = seen.length;
     const out = { keys: new Array<string>(n), tx: new Float64Array(n), rx: new Float64Array(n), flows: new Float64Array(n) };
@@ -142,7 +156,7 @@ export class ShardQueries {
   }
 
   /** The per-group sums added by group key (a query with more groups than the ids number). */
-  private async sumsByKey(params: GroupsParams): Promise<GroupColumns> {
+  private async sumsByKey(params: GroupsParams, sorted: boolean): Promise<GroupColumns> {
     const group = groupKeyOf(params.by, params.filter);
     const sums = new GroupSums();
     await this.eachTable(params, (table) => {
@@ -152,7 +166,7 @@ export class ShardQueries {
       }
       return true;
     });
-    return sums;
+    return sorted ? inKeyOrder(sums) : sums;
   }
 
   /**

@@ -1,9 +1,10 @@
 import { splitByPartition, type FlowRecord } from "../../src/batching";
 import { PartitionStore } from "../../src/partition-store";
 import { ShardQueries } from "../../src/query/shard-queries";
-import type { GroupsPage } from "../../src/protocol";
+import type { GroupsPage, GroupsParams } from "../../src/protocol";
 import { groupIdsOf, MAX_GROUP_IDS, mergeGroups } from "../../src/query/group-ids";
-import { GroupSums, type GroupColumns } from "../../src/query/top";
+import { decodeRunPage } from "../../src/wire/run-codec";
+import { groupColumnsOf, GroupSums, type GroupColumns, type GroupField } from "../../src/query/top";
 import { SEP } from "../../src/flow-key";
 
 const P = 8;
@@ -61,7 +62,19 @@ describe("group ids running out", () => {
     return sorted(sums);
   };
 
-  test("renumbered in the middle of a shard's query and of a merge: the sums stay exact", async () => {
+  /** Each half of the partitions' groups as a remote gateway gets them (binary pages in key order, cursors followed), merged. */
+  async function askRemote(queries: ShardQueries, halves: number[][], q: Omit<GroupsParams, "epoch" | "partitions">): Promise<GroupColumns> {
+    const sources = [];
+    for (const partitions of halves) {
+      let page = decodeRunPage((await queries.groups({ epoch: 1, partitions, ...q }, true)) as Buffer);
+      const pages = [groupColumnsOf(page)];
+      while (page.cursor !== null) pages.push(groupColumnsOf((page = decodeRunPage(queries.groupsMore(page.cursor)))));
+      sources.push({ sorted: true, pages });
+    }
+    return mergeGroups(sources);
+  }
+
+  test("renumbered in the middle of a shard's query: the sums stay exact, in process and merged in key order", async () => {
     const store = new PartitionStore({ max: 100, ttlMs: 600_000 });
     const queries = new ShardQueries({ store, confirmServing: async () => undefined, now: () => Date.now(), cursorMs: 30_000 });
     const records = Array.from({ length: 3000 }, (_, i) => flow(`s${i % 50}`, `d${i % 70}`, `v${i % 3}`, i + 1));
@@ -75,16 +88,31 @@ describe("group ids running out", () => {
     for (const partitions of halves) pages.push(((await queries.groups({ epoch: 1, partitions, from: H, to: H, filter: {}, by: [...by] }, false)) as GroupsPage).groups);
     expect(registry.generation).toBeGreaterThan(generation);
     const expected = model(records, (f) => [f.src_app, f.dest_app, f.vpc_id].join(SEP));
-    const got = sorted(mergeGroups(pages, grouping));
+    const got = sorted(mergeGroups(pages.map((page) => ({ sorted: false, pages: [page] }))));
     // Each group is one flow here (its records add into it).
     expect(new Map(got.map(([k, tx]) => [k, tx]))).toEqual(new Map([...expected].map(([k, [tx]]) => [k, tx])));
     expect(got.every(([, , , flows]) => flows === 1)).toBe(true);
     expect(got).toEqual(byKey(pages));
-    // A merge that would not fit renumbers first.
-    for (let i = registry.size; i < MAX_GROUP_IDS - 10; i++) registry.idOf(`filler ${i}`);
-    const before = registry.generation;
-    expect(sorted(mergeGroups(pages, grouping))).toEqual(got);
-    expect(registry.generation).toBe(before + 1);
+    // Again, to a remote gateway (in key order: the ids sorted by key after the renumbering).
+    const merged = await askRemote(queries, halves, { from: H, to: H, filter: {}, by: [...by] });
+    expect(merged.keys).toEqual([...merged.keys].sort());
+    expect(sorted(merged)).toEqual(got);
+  });
+
+  test("keys in key order whatever their characters (astral, lone surrogates, private use): the merge adds every group once", async () => {
+    const names = ["a", "b", "\u{1F600}", "\uE000", "\uFFFF", "\uD800", "\uDC00x", "a,b", "\u00e9", "=cmd()", "z z"];
+    const store = new PartitionStore({ max: 100, ttlMs: 600_000 });
+    const queries = new ShardQueries({ store, confirmServing: async () => undefined, now: () => Date.now(), cursorMs: 30_000 });
+    const records: FlowRecord[] = [];
+    for (let i = 0; i < 4000; i++) records.push(flow(names[i % names.length] + (i % 13), names[(i * 7) % names.length], `v${i % 5}`, i + 1));
+    store.apply(splitByPartition(records, P));
+    const thirds = [0, 1, 2].map((t) => Array.from({ length: P }, (_, p) => p).filter((p) => p % 3 === t));
+    for (const by of [["src_app"], ["dest_app", "src_app"], ["src_app", "dest_app", "vpc_id"]] as GroupField[][]) {
+      const merged = await askRemote(queries, thirds, { from: H, to: H, filter: {}, by });
+      const local = ((await queries.groups({ epoch: 1, partitions: thirds.flat(), from: H, to: H, filter: {}, by }, false)) as GroupsPage).groups;
+      expect(new Set(merged.keys).size).toBe(merged.keys.length);
+      expect(sorted(merged)).toEqual(sorted(local));
+    }
   });
 
   test("a shard query with more groups than the ids can number is added up by key", async () => {
@@ -94,21 +122,10 @@ describe("group ids running out", () => {
     for (let i = 0; i < count; i += 10_000) {
       store.apply(splitByPartition(Array.from({ length: Math.min(10_000, count - i) }, (_, j) => flow(`s${i + j}`, "d", "v", 1)), P));
     }
-    const { groups } = (await queries.groups({ epoch: 1, partitions: Array.from({ length: P }, (_, p) => p), from: H, to: H, filter: {}, by: ["src_app"] }, false)) as GroupsPage;
-    expect(groups.keys.length).toBe(count);
-    expect(new Set(groups.keys).size).toBe(count);
-    expect(Array.from(groups.flows).every((f) => f === 1)).toBe(true);
-  });
-
-  test("a merge of more partial groups than the ids can number is added up by key", () => {
-    const part = (offset: number): GroupColumns => {
-      const n = MAX_GROUP_IDS / 2 + 10;
-      return { keys: Array.from({ length: n }, (_, i) => `g${i + offset}`), tx: new Float64Array(n).fill(2), rx: new Float64Array(n).fill(1), flows: new Float64Array(n).fill(1) };
-    };
-    const parts = [part(0), part(5)];
-    const merged = mergeGroups(parts, "src_app");
-    expect(merged.keys.length).toBe(MAX_GROUP_IDS / 2 + 15);
-    expect(merged.tx[merged.keys.indexOf("g7")]).toBe(4);
-    expect(merged.flows[merged.keys.indexOf("g2")]).toBe(1);
+    // Asked by a remote gateway: in key order all the same.
+    const merged = await askRemote(queries, [Array.from({ length: P }, (_, p) => p)], { from: H, to: H, filter: {}, by: ["src_app"] });
+    expect(merged.keys.length).toBe(count);
+    expect(Array.from(merged.flows).every((f) => f === 1)).toBe(true);
+    expect(merged.keys.every((k, i) => i === 0 || merged.keys[i - 1] < k)).toBe(true);
   });
 });

@@ -7,7 +7,7 @@ import { PartitionStore } from "../../src/partition-store";
 import { ShardQueries } from "../../src/query/shard-queries";
 import { bestOf, GROUP_FIELDS, groupColumnsOf, GroupSums, groupKeyOf, rankTop, TotalOverflowError, type GroupField, type TopMetric } from "../../src/query/top";
 import type { GroupsPage } from "../../src/protocol";
-import { mergeGroups } from "../../src/query/group-ids";
+import { mergeGroups, type GroupSource } from "../../src/query/group-ids";
 import { decodeRunPage, encodeRunPage } from "../../src/wire/run-codec";
 import { flow } from "../support/api-contract";
 import { expectedTop, randomFlows, seeded, type TopQuery } from "../support/query-model";
@@ -26,12 +26,17 @@ function shards(records: FlowRecord[]) {
 
 async function top(records: FlowRecord[], q: TopQuery) {
   const { queries, partitions } = shards(records);
-  const pages = [];
+  const inProcess: GroupSource[] = [];
+  const remote: GroupSource[] = [];
   for (const part of partitions) {
-    const page = (await queries.groups({ epoch: 1, partitions: part, from: q.from, to: q.to, filter: q.filter ?? {}, by: q.by }, false)) as GroupsPage;
-    pages.push(page.groups);
+    const params = { epoch: 1, partitions: part, from: q.from, to: q.to, filter: q.filter ?? {}, by: q.by };
+    inProcess.push({ sorted: false, pages: [((await queries.groups(params, false)) as GroupsPage).groups] });
+    // As a gateway in another process gets them: binary pages in key order.
+    remote.push({ sorted: true, pages: [groupColumnsOf(decodeRunPage((await queries.groups(params, true)) as Buffer))] });
   }
-  return rankTop(mergeGroups(pages, q.by.join(",")), q);
+  const answer = rankTop(mergeGroups(inProcess), q);
+  expect(rankTop(mergeGroups(remote), q)).toEqual(answer);
+  return answer;
 }
 
 const cmp = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
