@@ -2,6 +2,7 @@
 import fc from "fast-check";
 import { splitByPartition, type FlowRecord } from "../../src/batching";
 import { PartitionStore } from "../../src/partition-store";
+import { HourViews } from "../../src/hour-view";
 
 const P = 8;
 const HOUR = 4;
@@ -57,4 +58,30 @@ test("reads through the cached view equal the model after appends, reverts, drop
     }),
     { numRuns: 60 },
   );
+});
+
+test("views kept are bounded by hours and by flows, the least recently read out first", () => {
+  const s = new PartitionStore({ max: 100, ttlMs: 600_000 });
+  const ids = Array.from({ length: P }, (_, p) => p);
+  const hourOf = (h: number, n: number): FlowRecord[] => Array.from({ length: n }, (_, i) => ({ ...rec(i, 1), hour: h }));
+  for (let h = 0; h < 6; h++) s.apply(splitByPartition(hourOf(h, 100), P));
+  const views = new HourViews(4, 250);
+  const tablesOf = (h: number) => ids.map((id) => s.partitions.get(id)?.hours.get(h));
+  const view = (h: number) => views.get(h, ids, tablesOf(h));
+  const v0 = view(0);
+  view(1);
+  expect(views.kept).toEqual({ hours: 2, flows: 200 });
+  expect(view(0)).toBe(v0); // read again: kept, and now the most recently read
+  view(2); // 300 flows > 250: hour 1 (least recently read) goes
+  expect(views.kept).toEqual({ hours: 2, flows: 200 });
+  expect(view(0)).toBe(v0);
+  const big = new HourViews(4, 250);
+  s.apply(splitByPartition(hourOf(9, 400), P));
+  big.get(9, ids, tablesOf(9)); // larger than the bound alone: kept while it is the last read
+  expect(big.kept).toEqual({ hours: 1, flows: 400 });
+  for (let h = 0; h < 6; h++) big.get(h, ids, tablesOf(h));
+  expect(big.kept.hours).toBe(2);
+  const small = new HourViews(3, 10_000);
+  for (let h = 0; h < 6; h++) small.get(h, ids, tablesOf(h));
+  expect(small.kept).toEqual({ hours: 3, flows: 300 });
 });
