@@ -215,7 +215,7 @@ export class Journal {
         this.dropped.clear();
         syncDir(this.checkpointDir);
       }
-      return { partitions: written, segmentsDeleted: this.wal.deleteBefore(this.neededFrom()) };
+      return { partitions: written, segmentsDeleted: await this.wal.deleteBefore(this.neededFrom()) };
     } finally {
       this.checkpointing = false;
     }

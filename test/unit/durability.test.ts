@@ -92,7 +92,7 @@ describe("write-ahead log", () => {
     expect(wal.append(Buffer.from("r11"))).toBe(11);
     await wal.durable();
     const before = listSegments(dir);
-    expect(wal.deleteBefore(7)).toBeGreaterThan(0);
+    expect(await wal.deleteBefore(7)).toBeGreaterThan(0);
     const after = listSegments(dir);
     expect(after.length).toBeLessThan(before.length);
     // What is left still starts at a segment boundary at or below 7 and reads through to 11.
