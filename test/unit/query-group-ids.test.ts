@@ -2,7 +2,7 @@ import { splitByPartition, type FlowRecord } from "../../src/batching";
 import { PartitionStore } from "../../src/partition-store";
 import { ShardQueries } from "../../src/query/shard-queries";
 import type { GroupsPage, GroupsParams } from "../../src/protocol";
-import { groupIdsOf, MAX_GROUP_IDS, mergeGroups } from "../../src/query/group-ids";
+import { GroupIds, groupIdsOf, MAX_GROUP_IDS, mergeGroups } from "../../src/query/group-ids";
 import { decodeRunPage } from "../../src/wire/run-codec";
 import { groupColumnsOf, GroupSums, type GroupColumns, type GroupField } from "../../src/query/top";
 import { SEP } from "../../src/flow-key";
@@ -128,4 +128,18 @@ describe("group ids running out", () => {
     expect(Array.from(merged.flows).every((f) => f === 1)).toBe(true);
     expect(merged.keys.every((k, i) => i === 0 || merged.keys[i - 1] < k)).toBe(true);
   });
+});
+
+test("ids in key order, the order extended as ids appear (random keys, several rounds)", () => {
+  const ids = new GroupIds();
+  let seed = 7;
+  const rand = (n: number) => ((seed = (seed * 1103515245 + 12345) % 2 ** 31), seed % n);
+  const alphabet = ["a", "b", "z", " ", "\u00e9", "\uD83D\uDE00", "\uE000", "\uD800"];
+  const word = () => Array.from({ length: 1 + rand(4) }, () => alphabet[rand(alphabet.length)]).join("");
+  for (let round = 0; round < 6; round++) {
+    for (let i = 0; i < 200; i++) ids.idOf(word());
+    const some = Array.from({ length: ids.size }, (_, id) => id).filter(() => rand(3) > 0);
+    const sorted = ids.sorted(some).map((id) => ids.keys[id]);
+    expect(sorted).toEqual(some.map((id) => ids.keys[id]).sort());
+  }
 });
