@@ -8,6 +8,7 @@
 import type { Browser, Page } from "playwright-core";
 import { request } from "../support/api-contract";
 import { describeWithChromium, launchChromium } from "../support/browser";
+import { bearer, tokensFile } from "../support/gateway-auth";
 import { describeWithNats, startCluster, startNode, waitFor, waitForSettled, type Cluster, type NodeProcess } from "../support/processes";
 
 interface ClusterStatus {
@@ -42,8 +43,8 @@ interface HandoffSeen {
   visible?: boolean;
 }
 
-async function status(url: string): Promise<ClusterStatus> {
-  const r = await request(`${url}/cluster`);
+async function status(url: string, headers: Record<string, string> = {}): Promise<ClusterStatus> {
+  const r = await request(`${url}/cluster`, { headers });
   expect(r.status).toBe(200);
   return r.body as ClusterStatus;
 }
@@ -88,13 +89,13 @@ const placementShown = (v: View) => v.cells.map((c) => [c.partition, c.primary, 
 const numberShown = (text: string) => Number(text.replace(/,/g, ""));
 
 /** Until the page has rendered the epoch /cluster answers now, and the same placement. */
-async function waitForPageToMatch(page: Page, url: string, timeoutMs = 15000): Promise<{ v: View; s: ClusterStatus }> {
+async function waitForPageToMatch(page: Page, url: string, timeoutMs = 15000, headers: Record<string, string> = {}): Promise<{ v: View; s: ClusterStatus }> {
   let last: { v: View; s: ClusterStatus } | undefined;
   try {
     return await waitFor(
       "the dashboard to show what /cluster answers",
       async () => {
-        const s = await status(url);
+        const s = await status(url, headers);
         const v = await view(page);
         last = { v, s };
         if (v.epoch !== s.epoch) return false;
@@ -238,6 +239,44 @@ describeWithChromium("dashboard (GET /) in headless chromium", () => {
       expect(await page.locator("#node-rows tr[data-node-id]").count()).toBe(1);
       await page.unroute("**/cluster");
       await page.waitForFunction(() => document.getElementById("status")?.dataset.state === "ok", undefined, { timeout: 10000 });
+      await page.close();
+    });
+  });
+
+  describe("a gateway with API tokens", () => {
+    const READ = "dashboard-read-token-0123456789";
+    const INGEST = "dashboard-ingest-token-0123456789";
+    let node: NodeProcess;
+    beforeAll(async () => {
+      node = await startNode({ NODEID: "dashboard-auth", PARTITIONS: "8", API_TOKENS_FILE: tokensFile([`viewer read ${READ}`, `agent ingest ${INGEST}`]) });
+    });
+    afterAll(() => node?.stop());
+
+    test("asks for a read token on 401 (and again on 403 for one without the scope), then polls with it; a forgotten token is asked for again", async () => {
+      const page = await browser.newPage({ viewport: { width: 1280, height: 1000 } });
+      const errors: string[] = [];
+      page.on("pageerror", (err) => errors.push(`pageerror: ${err.message}`));
+      expect((await page.goto(`${node.url}/`))?.status()).toBe(200);
+      await page.waitForSelector("#token-form:not([hidden])");
+      expect(await page.locator("#status").textContent()).toBe("Waiting for an API token (GET /cluster answered 401)");
+      expect(await page.locator("#token-label").textContent()).toBe("This gateway needs an API token with the read scope:");
+      await page.fill("#token-input", INGEST);
+      await page.click("#token-form button");
+      await page.waitForFunction(() => /lacks the read scope/.test(document.getElementById("token-label")?.textContent ?? ""));
+      expect(await page.locator("#status").textContent()).toBe("Waiting for an API token (GET /cluster answered 403)");
+      await page.fill("#token-input", READ);
+      await page.click("#token-form button");
+      await page.waitForFunction(() => Number(document.body.dataset.polls ?? 0) >= 1, undefined, { timeout: 10000 });
+      expect(await page.locator("#token-form").isHidden()).toBe(true);
+      const { v } = await waitForPageToMatch(page, node.url, 15000, bearer(READ));
+      expect(v.nodes.map((n) => n.id)).toEqual(["dashboard-auth"]);
+      expect(await page.evaluate(() => sessionStorage.getItem("flowmesh.apiToken"))).toBe(READ);
+      // A token the gateway no longer knows (here: replaced in storage) is dropped and asked for again.
+      await page.evaluate(() => sessionStorage.setItem("flowmesh.apiToken", "not-a-token-anymore-0123456789"));
+      await page.waitForSelector("#token-form:not([hidden])");
+      expect(await page.locator("#token-label").textContent()).toBe("The gateway did not accept this token; enter another with the read scope:");
+      expect(await page.evaluate(() => sessionStorage.getItem("flowmesh.apiToken"))).toBeNull();
+      expect(errors).toEqual([]);
       await page.close();
     });
   });
