@@ -62,20 +62,6 @@ export function filterKey(filter: FlowFilter): string {
   return JSON.stringify([filter.src_app ?? null, filter.dest_app ?? null, filter.vpc_id ?? null]);
 }
 
-/** Below this many characters Buffer.from takes its bytes from Node's shared 8 KiB pool. */
-const POOLED_BELOW = 4096;
-
-/** JSON bytes of flow records, exactly as moleculer-web would send them. */
-export function renderFlowRecords(records: readonly object[]): Buffer {
-  const json = JSON.stringify(records);
-  if (json.length >= POOLED_BELOW) return Buffer.from(json, "utf8");
-  // A small body would be a slice of Node's shared 8 KiB buffer pool and, while cached,
-  // keep the whole pool alive: its own memory keeps the cache's byte count true.
-  const body = Buffer.allocUnsafeSlow(Buffer.byteLength(json, "utf8"));
-  body.write(json, "utf8");
-  return body;
-}
-
 interface Entry {
   version: string | number;
   /** The body, or the chunks it streamed in (joined on the first hit: a body never read again is never copied). */
@@ -106,11 +92,6 @@ export class RenderedReadCache {
     }
     if (!Buffer.isBuffer(e.body)) e.body = Buffer.concat(e.body as readonly Buffer[]);
     return e.body as Buffer;
-  }
-
-  set(hour: number, filter: FlowFilter, version: string | number, body: Buffer): Buffer {
-    this.entries.set(hour + filterKey(filter), { version, body });
-    return body;
   }
 
   /** Keep a body as the chunks it was streamed in (each of its own memory, not a slice of Node's pool). */

@@ -2,7 +2,7 @@
  * The answers of range reads and top-N queries, computed the plain way from the records
  * a test posted: the model the API's answers are checked against (embedded and cluster).
  */
-import type { FlowFilter } from "../../src/flow-key";
+import { decodeFlowKey, type FlowFilter } from "../../src/flow-key";
 import type { GroupField, TopMetric } from "../../src/query/top";
 import { expectedHour, type Flow } from "./api-contract";
 
@@ -120,3 +120,11 @@ export function parseCsv(csv: string): string[][] {
 
 /** A text field as the CSV shows it: with a single quote before what a spreadsheet would run. */
 export const asCsvText = (value: string | number): string => (typeof value === "string" && /^[=+\-@\t\r]/.test(value) ? `'${value}` : String(value));
+
+/** Flow records of one hour from encoded keys and their sums, decoded the plain way. */
+export function flowRecordsOf(hour: number, keys: readonly string[], tx: ArrayLike<number>, rx: ArrayLike<number>) {
+  return keys.map((key, i) => {
+    const [src_app, dest_app, vpc_id] = decodeFlowKey(key);
+    return { src_app, dest_app, vpc_id, hour, bytes_tx: tx[i], bytes_rx: rx[i] };
+  });
+}

@@ -1,7 +1,8 @@
 /** The gateway's streaming read of an hour: the merge of paged runs and its rendering, against a plain model. */
 import fc from "fast-check";
 import { splitByPartition, type FlowRecord } from "../../src/batching";
-import { encodeFlowKey, toFlowRecords } from "../../src/flow-key";
+import { encodeFlowKey } from "../../src/flow-key";
+import { flowRecordsOf } from "../support/query-model";
 import { PartitionStore } from "../../src/partition-store";
 import { csvRow } from "../../src/query/csv";
 import { collectRecords, flowCsvChunks, flowJsonChunks, jsonFragment } from "../../src/query/flow-render";
@@ -28,7 +29,7 @@ function model(hour: number, flows: readonly { src_app: string; dest_app: string
   const keys = [...byKey.keys()].sort();
   const tx = keys.map((k) => byKey.get(k)![0]);
   const rx = keys.map((k) => byKey.get(k)![1]);
-  return { keys, tx, rx, records: toFlowRecords(hour, keys, tx, rx) };
+  return { keys, tx, rx, records: flowRecordsOf(hour, keys, tx, rx) };
 }
 
 /** A node's run cut into pages of the given sizes, each fetched asynchronously; counts what was fetched. */
@@ -197,7 +198,7 @@ describe("fragments kept with the store's views", () => {
   const render = async (s: PartitionStore) => text(flowJsonChunks([{ hour: 9, slices: mergePaged([wholeRun(s.read(9, {}))]) }]));
   const fresh = (s: PartitionStore) => {
     const run = s.read(9, { src_app: undefined });
-    return JSON.stringify(toFlowRecords(9, [...run.keys], run.tx, run.rx));
+    return JSON.stringify(flowRecordsOf(9, [...run.keys], run.tx, run.rx));
   };
 
   test("reads after sums change, keys are added, removed (a revert) or partitions dropped render as a fresh rendering does", async () => {
