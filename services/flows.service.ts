@@ -216,7 +216,8 @@ const FlowsService: ServiceSchema = {
         const by = checked(groupByOf(ctx.params.by));
         const filter = filterOf(ctx.params);
         const partials: GroupSource[] = await this.askPrimaries((nodeID: string, partitions: number[], epoch: number) =>
-          this.groupsFrom(ctx, nodeID, { epoch, partitions, from, to, filter, by }),
+          // In a cluster, each shard node's groups in key order, to be merged k-way.
+          this.groupsFrom(ctx, nodeID, { epoch, partitions, from, to, filter, by, inKeyOrder: Boolean(this.broker.transit) }),
         );
         const sums = mergeGroups(partials);
         let answer;
@@ -340,15 +341,16 @@ const FlowsService: ServiceSchema = {
     /** One primary's per-group sums for top-N, page by page. */
     async groupsFrom(ctx: Context, nodeID: string, params: object): Promise<GroupSource> {
       const answer = (await ctx.call(ShardActions.groups, params, { nodeID })) as GroupsPage | Buffer;
-      if (!Buffer.isBuffer(answer)) return { sorted: false, pages: [answer.groups] };
-      // Another process's groups: binary pages (src/wire/run-codec.ts) in key order, followed by cursor.
+      if (!Buffer.isBuffer(answer)) return { sorted: answer.inKeyOrder === true, pages: [answer.groups] };
+      // Another process's groups: binary pages (src/wire/run-codec.ts), followed by cursor.
       let page = decodeRunPage(answer);
       const pages: GroupColumns[] = [groupColumnsOf(page)];
       while (page.cursor !== null) {
         page = decodeRunPage((await ctx.call(ShardActions.groups, { cursor: page.cursor }, { nodeID })) as Buffer);
         pages.push(groupColumnsOf(page));
       }
-      return { sorted: true, pages };
+      // A shard node of an older version sends its groups unsorted (and says nothing).
+      return { sorted: page.inKeyOrder, pages };
     },
 
     /**

@@ -82,6 +82,8 @@ export interface GroupsParams {
   to: number;
   filter: FlowFilter;
   by: GroupField[];
+  /** Answer in key order (a gateway merging several shard nodes' answers asks for it). */
+  inKeyOrder?: boolean;
 }
 
 /** The next page of a groups answer. */
@@ -93,6 +95,8 @@ export interface GroupsMoreParams {
 export interface GroupsPage {
   groups: GroupColumns;
   cursor: string | null;
+  /** The groups are in key order (as GroupsParams.inKeyOrder asked). */
+  inKeyOrder: boolean;
 }
 
 /** Gateway -> primary: the oldest and newest hour its partitions hold. */

@@ -62,6 +62,7 @@ export interface ShardQueriesOptions {
 
 interface GroupsCursor {
   sums: GroupColumns;
+  inKeyOrder: boolean;
   offset: number;
   expires: number;
 }
@@ -101,10 +102,11 @@ export class ShardQueries {
     await this.o.confirmServing(partitions, epoch);
     // Renumbered meanwhile (the ids ran out): once more from scratch; a query with more
     // groups than the ids can number is added up by key instead.
-    // To another process, in key order (the gateway merges the shards' groups by key: src/query/group-ids.ts).
-    const sums = (await this.sumsById(params, remote)) ?? (await this.sumsById(params, remote)) ?? (await this.sumsByKey(params, remote));
+    // In key order when asked (a gateway merges several shard nodes' groups k-way: src/query/group-ids.ts).
+    const inKeyOrder = params.inKeyOrder === true;
+    const sums = (await this.sumsById(params, inKeyOrder)) ?? (await this.sumsById(params, inKeyOrder)) ?? (await this.sumsByKey(params, inKeyOrder));
     await this.o.confirmServing(partitions, epoch);
-    return this.page(sums, remote);
+    return this.page(sums, remote, inKeyOrder);
   }
 
   /** The per-group sums added by group id; null when the grouping's ids were renumbered meanwhile. */
@@ -192,7 +194,7 @@ export class ShardQueries {
   groupsMore(id: string): Buffer {
     const cursor = this.cursors.take(id);
     if (!cursor) throw cursorExpired();
-    return this.remotePage(cursor.sums, cursor.offset, id);
+    return this.remotePage(cursor.sums, cursor.offset, id, cursor.inKeyOrder);
   }
 
   async hours(params: HoursParams): Promise<HourBounds> {
@@ -206,13 +208,13 @@ export class ShardQueries {
   }
 
   /** In process, the sums themselves; to another process, binary pages (src/wire/run-codec.ts, with the flows column). */
-  private page(sums: GroupColumns, remote: boolean): GroupsPage | Buffer {
-    if (!remote) return { groups: sums, cursor: null };
-    return this.remotePage(sums, 0, null);
+  private page(sums: GroupColumns, remote: boolean, inKeyOrder: boolean): GroupsPage | Buffer {
+    if (!remote) return { groups: sums, cursor: null, inKeyOrder };
+    return this.remotePage(sums, 0, null, inKeyOrder);
   }
 
   /** The page at offset; the rest (if any) kept under `id` (a new one for a query's first page). */
-  private remotePage(sums: GroupColumns, offset: number, id: string | null): Buffer {
+  private remotePage(sums: GroupColumns, offset: number, id: string | null, inKeyOrder: boolean): Buffer {
     const { bytes } = encodeRunPage(
       0,
       sums,
@@ -220,10 +222,11 @@ export class ShardQueries {
       MESSAGE_BYTES,
       (next) => {
         const cursorId = id ?? randomUUID();
-        this.cursors.keep(cursorId, { sums, offset: next, expires: this.o.now() + this.o.cursorMs });
+        this.cursors.keep(cursorId, { sums, inKeyOrder, offset: next, expires: this.o.now() + this.o.cursorMs });
         return cursorId;
       },
       sums.flows,
+      inKeyOrder,
     );
     return bytes;
   }

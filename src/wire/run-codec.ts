@@ -4,12 +4,13 @@
  * as the group codec (src/wire/bytes.ts: little-endian, `str` = length-prefixed UTF-8,
  * or UTF-16 for a string with a lone surrogate, so every key arrives exactly as sent):
  *
- *   page = u8 RUN_PAGE_FORMAT | u8 flags (1: unchanged, 2: with flows) | f64 version | u32 count
+ *   page = u8 RUN_PAGE_FORMAT | u8 flags (1: unchanged, 2: with flows, 4: keys ascend) | f64 version | u32 count
  *        | str key * count | f64 bytes_tx * count | f64 bytes_rx * count
  *        [| f64 flows * count] | str cursor ("" on the last page)
  *
  * Top-N's partial groups travel in the same pages, with a third column: the flows added
- * into each group (src/query/shard-queries.ts).
+ * into each group (src/query/shard-queries.ts), flagged when they are in key order (a
+ * gateway merges only such pages k-way; a shard of an older version sends none).
  *
  * A page is cut by its exact size (at most maxBytes, at least one flow), so a page
  * holds ~10k flows of ~30-character keys where the JSON pages' estimate held ~2k.
@@ -25,6 +26,7 @@ import { Reader, Writer } from "./bytes";
 export const RUN_PAGE_FORMAT = 0xb3;
 const UNCHANGED = 1;
 const WITH_FLOWS = 2;
+const IN_KEY_ORDER = 4;
 /** format, flags, version, count. */
 const HEAD_BYTES = 14;
 /** Room kept for the cursor at the end (a UUID, 36 bytes, and its length). */
@@ -41,6 +43,8 @@ export interface RunPage {
   rx: Float64Array;
   /** Top-N pages only. */
   flows?: Float64Array;
+  /** Top-N pages: the keys ascend (across the answer's pages). */
+  inKeyOrder: boolean;
 }
 
 /**
@@ -54,13 +58,14 @@ export function encodeRunPage(
   maxBytes: number,
   more: (next: number) => string,
   flows?: ArrayLike<number>,
+  inKeyOrder = false,
 ): { bytes: Buffer; next: number } {
   const { keys, tx, rx } = run;
   const total = keys.length;
   const numberBytes = flows === undefined ? 16 : 24;
   const w = new Writer(Math.min(maxBytes, HEAD_BYTES + CURSOR_ROOM + 64 * (total - offset)));
   w.u8(RUN_PAGE_FORMAT);
-  w.u8(flows === undefined ? 0 : WITH_FLOWS);
+  w.u8((flows === undefined ? 0 : WITH_FLOWS) | (inKeyOrder ? IN_KEY_ORDER : 0));
   w.f64(version);
   w.u32(0); // the count, once known
   let end = offset;
@@ -121,7 +126,7 @@ export function decodeRunPage(bytes: Buffer): RunPage {
   const flows = (flags & WITH_FLOWS) !== 0 ? numbersAt(r, count) : undefined;
   const cursor = r.str();
   if (r.at !== bytes.length) throw new Error(`run codec: ${bytes.length - r.at} byte(s) after the page`);
-  const page: RunPage = { version, unchanged: (flags & UNCHANGED) !== 0, cursor: cursor === "" ? null : cursor, keys, tx, rx };
+  const page: RunPage = { version, unchanged: (flags & UNCHANGED) !== 0, cursor: cursor === "" ? null : cursor, keys, tx, rx, inKeyOrder: (flags & IN_KEY_ORDER) !== 0 };
   if (flows !== undefined) page.flows = flows;
   return page;
 }

@@ -66,10 +66,11 @@ describe("group ids running out", () => {
   async function askRemote(queries: ShardQueries, halves: number[][], q: Omit<GroupsParams, "epoch" | "partitions">): Promise<GroupColumns> {
     const sources = [];
     for (const partitions of halves) {
-      let page = decodeRunPage((await queries.groups({ epoch: 1, partitions, ...q }, true)) as Buffer);
+      let page = decodeRunPage((await queries.groups({ epoch: 1, partitions, ...q, inKeyOrder: true }, true)) as Buffer);
       const pages = [groupColumnsOf(page)];
       while (page.cursor !== null) pages.push(groupColumnsOf((page = decodeRunPage(queries.groupsMore(page.cursor)))));
-      sources.push({ sorted: true, pages });
+      expect(page.inKeyOrder).toBe(true);
+      sources.push({ sorted: page.inKeyOrder, pages });
     }
     return mergeGroups(sources);
   }

@@ -53,7 +53,7 @@ describe("run codec", () => {
   test("an empty run is one page without a cursor; an unchanged answer carries its version and nothing else", () => {
     const empty = encodeRunPage(3, { keys: [], tx: [], rx: [] }, 0, 1024, () => "never");
     expect(empty.next).toBe(0);
-    expect(decodeRunPage(empty.bytes)).toEqual({ version: 3, unchanged: false, cursor: null, keys: [], tx: new Float64Array(0), rx: new Float64Array(0) });
+    expect(decodeRunPage(empty.bytes)).toEqual({ version: 3, unchanged: false, cursor: null, keys: [], tx: new Float64Array(0), rx: new Float64Array(0), inKeyOrder: false });
     expect(decodeRunPage(encodeUnchanged(41))).toMatchObject({ version: 41, unchanged: true, cursor: null, keys: [] });
   });
 
