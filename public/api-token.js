@@ -2,8 +2,9 @@
  * The read token the dashboard pages send (Authorization: Bearer), shared by the
  * placement dashboard and the flows explorer: one token serves both in a tab. Kept in
  * sessionStorage; where that is unavailable (privacy settings), until the page reloads.
- * Also the token form both pages carry (#token-form, #token-label, #token-input): shown
- * after a 401/403, and what the answer interrupted runs again once a token is given.
+ * Also the token form (#token-form, #token-label, #token-input), made here after the
+ * page's #status line: shown after a 401/403, and what the answer interrupted runs again
+ * once a token is given.
  */
 (function () {
   "use strict";
@@ -38,13 +39,14 @@
     var had = stored() !== null;
     if (httpStatus === 401) store(null);
     resume = then;
+    var tokenForm = form();
     $("token-label").textContent =
       httpStatus === 403
         ? "This token lacks the read scope; enter one that has it:"
         : had
           ? "The gateway did not accept this token; enter another with the read scope:"
           : "This gateway needs an API token with the read scope:";
-    $("token-form").hidden = false;
+    tokenForm.hidden = false;
     var status = $("status");
     status.dataset.state = "auth";
     status.textContent = "Waiting for an API token (" + what + " answered " + httpStatus + ")";
@@ -59,19 +61,54 @@
     return out;
   }
 
-  document.addEventListener("DOMContentLoaded", function () {
-    $("token-form").addEventListener("submit", function (event) {
+  /** The form, hidden: a label, a password field, a button and a hint, after #status. */
+  function makeForm() {
+    var el = document.createElement("form");
+    el.id = "token-form";
+    el.hidden = true;
+    el.setAttribute("autocomplete", "off");
+    var label = document.createElement("label");
+    label.id = "token-label";
+    label.htmlFor = "token-input";
+    label.append("This gateway needs an API token with the ");
+    var scope = document.createElement("code");
+    scope.textContent = "read";
+    label.append(scope, " scope:");
+    var input = document.createElement("input");
+    input.id = "token-input";
+    input.name = "token";
+    input.type = "password";
+    input.required = true;
+    input.spellcheck = false;
+    input.placeholder = "token";
+    var button = document.createElement("button");
+    button.type = "submit";
+    button.textContent = "Use token";
+    var hint = document.createElement("span");
+    hint.className = "hint";
+    hint.textContent = "kept in this tab only (sessionStorage)";
+    el.append(label, " ", input, " ", button, " ", hint);
+    el.addEventListener("submit", function (event) {
       event.preventDefault();
-      var token = $("token-input").value.trim();
+      var token = input.value.trim();
       if (!token) return;
       store(token);
-      $("token-input").value = "";
-      $("token-form").hidden = true;
+      input.value = "";
+      el.hidden = true;
       var then = resume;
       resume = null;
       if (then) then();
     });
-  });
+    $("status").after(el);
+    return el;
+  }
+
+  function form() {
+    return $("token-form") || makeForm();
+  }
+
+  // Made as soon as the page is parsed (or by the first ask, whichever comes first).
+  document.addEventListener("DOMContentLoaded", form);
 
   window.flowmeshToken = { stored: stored, store: store, ask: ask, headers: headers };
 })();
