@@ -141,14 +141,14 @@ const FlowShardService: ServiceSchema = {
 
     /**
      * Top-N's share of a primary: per-group sums of its partitions' flows over a range of
-     * hours, fenced as reads are; paged when the caller is remote (`{ cursor }` asks for the next page).
+     * hours, fenced as reads are; paged when the caller is remote (`{ cursor, page }` asks for a page).
      */
     groups: {
       visibility: "public",
       handler(ctx: Context<GroupsParams | GroupsMoreParams>) {
         const queries = this.queries as ShardQueries;
         const params = ctx.params;
-        return "cursor" in params ? queries.groupsMore(params.cursor) : queries.groups(params, ctx.nodeID !== this.broker.nodeID);
+        return "cursor" in params ? queries.groupsMore(params.cursor, params.page) : queries.groups(params, ctx.nodeID !== this.broker.nodeID);
       },
     },
 

@@ -342,15 +342,28 @@ const FlowsService: ServiceSchema = {
     async groupsFrom(ctx: Context, nodeID: string, params: object): Promise<GroupSource> {
       const answer = (await ctx.call(ShardActions.groups, params, { nodeID })) as GroupsPage | Buffer;
       if (!Buffer.isBuffer(answer)) return { sorted: answer.inKeyOrder === true, pages: [answer.groups] };
-      // Another process's groups: binary pages (src/wire/run-codec.ts), followed by cursor.
-      let page = decodeRunPage(answer);
-      const pages: GroupColumns[] = [groupColumnsOf(page)];
-      while (page.cursor !== null) {
-        page = decodeRunPage((await ctx.call(ShardActions.groups, { cursor: page.cursor }, { nodeID })) as Buffer);
-        pages.push(groupColumnsOf(page));
+      // Another process's groups: binary pages (src/wire/run-codec.ts). Their `version` says
+      // how many: the rest are asked for at once (0, from an older shard node: one after another).
+      const first = decodeRunPage(answer);
+      const pages: GroupColumns[] = [groupColumnsOf(first)];
+      const cursor = first.cursor;
+      let inKeyOrder = first.inKeyOrder;
+      if (cursor !== null && first.version > 1) {
+        const more = Array.from({ length: first.version - 1 }, async (_, i) => {
+          const page = decodeRunPage((await ctx.call(ShardActions.groups, { cursor, page: i + 1 }, { nodeID })) as Buffer);
+          inKeyOrder &&= page.inKeyOrder;
+          return groupColumnsOf(page);
+        });
+        pages.push(...(await Promise.all(more)));
+      } else {
+        for (let page = first; page.cursor !== null; ) {
+          page = decodeRunPage((await ctx.call(ShardActions.groups, { cursor: page.cursor }, { nodeID })) as Buffer);
+          inKeyOrder &&= page.inKeyOrder;
+          pages.push(groupColumnsOf(page));
+        }
       }
       // A shard node of an older version sends its groups unsorted (and says nothing).
-      return { sorted: page.inKeyOrder, pages };
+      return { sorted: inKeyOrder, pages };
     },
 
     /**

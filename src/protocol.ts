@@ -86,9 +86,13 @@ export interface GroupsParams {
   inKeyOrder?: boolean;
 }
 
-/** The next page of a groups answer. */
+/**
+ * The next page of a groups answer, or page `page` (1..pages-1) of an answer whose first
+ * page said how many it has (a gateway asks for them all at once).
+ */
 export interface GroupsMoreParams {
   cursor: string;
+  page?: number;
 }
 
 /** A page of per-group sums (under MESSAGE_BYTES to a remote caller); cursor: more to ask for. */
@@ -139,6 +143,8 @@ export const ErrorTypes = {
   sumOverflow: "SUM_OVERFLOW",
   notLoading: "NOT_LOADING",
   cursorExpired: "CURSOR_EXPIRED",
+  /** A top-N page asked for by an index its answer does not have. */
+  noSuchPage: "NO_SUCH_PAGE",
   notReady: "NOT_READY",
   notCoordinator: "NOT_COORDINATOR",
   /** The node's write-ahead log cannot be written (a full disk): writes are refused, reads go on. */
@@ -188,6 +194,10 @@ export function sumOverflow(message: string, data: object): Errors.MoleculerClie
 
 export function notLoading(partition: number): Errors.MoleculerError {
   return new Errors.MoleculerError(`Partition ${partition} is not being loaded here`, 409, ErrorTypes.notLoading);
+}
+
+export function noSuchPage(page: unknown, pages: number): Errors.MoleculerClientError {
+  return new Errors.MoleculerClientError(`No page ${JSON.stringify(page)} in an answer of ${pages} pages (1..${pages - 1} follow the first)`, 400, ErrorTypes.noSuchPage, { page, pages });
 }
 
 export function cursorExpired(): Errors.MoleculerRetryableError {

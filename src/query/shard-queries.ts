@@ -15,8 +15,8 @@ import { randomUUID } from "crypto";
 import type { HourTable, PartitionStore } from "../partition-store";
 import { keyMatcher } from "../flow-key";
 import { BoundedCursors } from "../cursors";
-import { cursorExpired, MESSAGE_BYTES, type GroupsPage, type GroupsParams, type HourBounds, type HoursParams } from "../protocol";
-import { encodeRunPage } from "../wire/run-codec";
+import { cursorExpired, MESSAGE_BYTES, noSuchPage, type GroupsPage, type GroupsParams, type HourBounds, type HoursParams } from "../protocol";
+import { encodeRunPage, RUN_PAGE_VERSION_AT } from "../wire/run-codec";
 import { GroupSums, groupKeyOf, type GroupColumns } from "./top";
 import { groupIdsOf, type GroupIds } from "./group-ids";
 
@@ -60,10 +60,14 @@ export interface ShardQueriesOptions {
   cursorMs: number;
 }
 
+/** A remote caller's answer, every page encoded at once (the first already sent). */
 interface GroupsCursor {
-  sums: GroupColumns;
-  inKeyOrder: boolean;
-  offset: number;
+  pages: Buffer[];
+  /** Pages after the first handed out (the cursor goes once each has been). */
+  served: Set<number>;
+  /** The page for a caller that asks for the next one. */
+  next: number;
+  groups: number;
   expires: number;
 }
 
@@ -92,7 +96,7 @@ function inKeyOrder(sums: GroupColumns): GroupColumns {
 const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 export class ShardQueries {
-  private readonly cursors = new BoundedCursors<GroupsCursor>(MAX_GROUPS_CURSORS, MAX_CURSOR_GROUPS, (c) => c.sums.keys.length);
+  private readonly cursors = new BoundedCursors<GroupsCursor>(MAX_GROUPS_CURSORS, MAX_CURSOR_GROUPS, (c) => c.groups);
 
   constructor(private readonly o: ShardQueriesOptions) {}
 
@@ -190,11 +194,19 @@ export class ShardQueries {
     return true;
   }
 
-  /** The next page of a remote caller's groups (bytes). */
-  groupsMore(id: string): Buffer {
+  /** Page `page` of a remote caller's groups, or the next one (bytes). */
+  groupsMore(id: string, page?: number): Buffer {
     const cursor = this.cursors.take(id);
     if (!cursor) throw cursorExpired();
-    return this.remotePage(cursor.sums, cursor.offset, id, cursor.inKeyOrder);
+    const index = page ?? cursor.next;
+    if (!Number.isInteger(index) || index < 1 || index >= cursor.pages.length) {
+      this.cursors.keep(id, cursor);
+      throw noSuchPage(page, cursor.pages.length);
+    }
+    cursor.served.add(index);
+    cursor.next = index + 1;
+    if (cursor.served.size < cursor.pages.length - 1) this.cursors.keep(id, { ...cursor, expires: this.o.now() + this.o.cursorMs });
+    return cursor.pages[index];
   }
 
   async hours(params: HoursParams): Promise<HourBounds> {
@@ -207,27 +219,22 @@ export class ShardQueries {
     this.cursors.expire(now);
   }
 
-  /** In process, the sums themselves; to another process, binary pages (src/wire/run-codec.ts, with the flows column). */
+  /**
+   * In process, the sums themselves; to another process, binary pages (src/wire/run-codec.ts,
+   * with the flows column): every page encoded now, numbered in their `version`, the
+   * first answered and the rest kept for the caller to ask for at once.
+   */
   private page(sums: GroupColumns, remote: boolean, inKeyOrder: boolean): GroupsPage | Buffer {
     if (!remote) return { groups: sums, cursor: null, inKeyOrder };
-    return this.remotePage(sums, 0, null, inKeyOrder);
-  }
-
-  /** The page at offset; the rest (if any) kept under `id` (a new one for a query's first page). */
-  private remotePage(sums: GroupColumns, offset: number, id: string | null, inKeyOrder: boolean): Buffer {
-    const { bytes } = encodeRunPage(
-      0,
-      sums,
-      offset,
-      MESSAGE_BYTES,
-      (next) => {
-        const cursorId = id ?? randomUUID();
-        this.cursors.keep(cursorId, { sums, inKeyOrder, offset: next, expires: this.o.now() + this.o.cursorMs });
-        return cursorId;
-      },
-      sums.flows,
-      inKeyOrder,
-    );
-    return bytes;
+    const id = randomUUID();
+    const pages: Buffer[] = [];
+    for (let offset = 0; pages.length === 0 || offset < sums.keys.length; ) {
+      const { bytes, next } = encodeRunPage(0, sums, offset, MESSAGE_BYTES, () => id, sums.flows, inKeyOrder);
+      pages.push(bytes);
+      offset = next;
+    }
+    for (const page of pages) page.writeDoubleLE(pages.length, RUN_PAGE_VERSION_AT);
+    if (pages.length > 1) this.cursors.keep(id, { pages, served: new Set(), next: 1, groups: sums.keys.length, expires: this.o.now() + this.o.cursorMs });
+    return pages[0];
   }
 }

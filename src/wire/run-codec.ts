@@ -10,7 +10,10 @@
  *
  * Top-N's partial groups travel in the same pages, with a third column: the flows added
  * into each group (src/query/shard-queries.ts), flagged when they are in key order (a
- * gateway merges only such pages k-way; a shard of an older version sends none).
+ * gateway merges only such pages k-way; a shard of an older version sends none). Their
+ * `version` is the number of pages of the whole answer, every page encoded before the
+ * first is sent, so a gateway asks for the rest at once (0 from an older shard: one by
+ * one, each after the last).
  *
  * A page is cut by its exact size (at most maxBytes, at least one flow), so a page
  * holds ~10k flows of ~30-character keys where the JSON pages' estimate held ~2k.
@@ -29,6 +32,8 @@ const WITH_FLOWS = 2;
 const IN_KEY_ORDER = 4;
 /** format, flags, version, count. */
 const HEAD_BYTES = 14;
+/** Where a page's version is (a float64 after the format and flags bytes). */
+export const RUN_PAGE_VERSION_AT = 2;
 /** Room kept for the cursor at the end (a UUID, 36 bytes, and its length). */
 const CURSOR_ROOM = 48;
 

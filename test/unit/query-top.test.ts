@@ -153,7 +153,7 @@ describe("pieces", () => {
     expect(pages.flatMap((p) => Array.from(p.flows))).toEqual(sums.flows);
 
     // Over the message limit: 512 KB of group keys from one shard.
-    const many = Array.from({ length: 4000 }, (_, i) => flow(`app-${i}-${"y".repeat(150)}`, "d", "v", 5, i, 1));
+    const many = Array.from({ length: 8000 }, (_, i) => flow(`app-${i}-${"y".repeat(150)}`, "d", "v", 5, i, 1));
     const { queries } = shards(many);
     const all = Array.from({ length: P }, (_, p) => p);
     let page = decodeRunPage((await queries.groups({ epoch: 1, partitions: all, from: 5, to: 5, filter: {}, by: ["src_app"] }, true)) as Buffer);
@@ -165,9 +165,28 @@ describe("pieces", () => {
       got.addAll(groupColumnsOf(page));
       count++;
     }
-    expect(count).toBeGreaterThan(1);
-    expect(got.size).toBe(4000);
-    expect(got.tx.reduce((a, b) => a + b, 0)).toBe((3999 * 4000) / 2);
+    expect(count).toBeGreaterThan(2);
+    expect(got.size).toBe(8000);
+    expect(got.tx.reduce((a, b) => a + b, 0)).toBe((7999 * 8000) / 2);
+
+    // The first page numbers the answer's pages: the rest asked for at once, in any order, one twice (a retry).
+    const params = { epoch: 1, partitions: all, from: 5, to: 5, filter: {}, by: ["src_app"] as GroupField[], inKeyOrder: true };
+    const first = decodeRunPage((await queries.groups(params, true)) as Buffer);
+    expect(first.version).toBe(count);
+    const cursor = first.cursor!;
+    const order = Array.from({ length: count - 1 }, (_, i) => count - 1 - i);
+    const rest = new Map<number, ReturnType<typeof decodeRunPage>>();
+    for (const i of [order[0], ...order]) rest.set(i, decodeRunPage(queries.groupsMore(cursor, i)));
+    const keysInOrder = [first, ...order.reverse().map((i) => rest.get(i)!)].flatMap((p) => p.keys);
+    expect(keysInOrder).toHaveLength(8000);
+    expect(keysInOrder).toEqual([...keysInOrder].sort());
+    expect([...rest.values()].every((p) => p.version === count && p.inKeyOrder)).toBe(true);
+    // Every page handed out: the cursor is gone.
+    expect(() => queries.groupsMore(cursor, 1)).toThrow("Read cursor expired");
+    // A page the answer does not have: a clear error, the cursor kept.
+    const again = decodeRunPage((await queries.groups(params, true)) as Buffer);
+    for (const bad of [0, count, 1.5, -1]) expect(() => queries.groupsMore(again.cursor!, bad)).toThrow(`No page ${bad} in an answer of ${count} pages`);
+    expect(decodeRunPage(queries.groupsMore(again.cursor!, 1)).keys.length).toBeGreaterThan(0);
   });
 
   test("a refused confirmation refuses the query, before and after adding up", async () => {
