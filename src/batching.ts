@@ -5,7 +5,7 @@
  */
 import { placedKey } from "./flow-key";
 import { partitionOfKeyHash } from "./hash";
-import { ENTRY_STRIDE, estimateKeyBytes, type FlowRun, type SubBatch } from "./partition-store";
+import { ENTRY_STRIDE, estimateKeyBytes, KEY_BYTES_BASE, KEY_BYTES_PER_UNIT, type FlowRun, type SubBatch } from "./partition-store";
 
 export interface FlowRecord {
   src_app: string;
@@ -16,9 +16,21 @@ export interface FlowRecord {
   bytes_rx: number;
 }
 
-/** One SubBatch per partition touched, in partition order, each carrying the batch's dedupe key. */
-export function splitByPartition(records: readonly FlowRecord[], partitions: number, idempotencyKey?: string): SubBatch[] {
+/** A request's sub-batches, and their estimated encoded bytes in total (messageBytes of them). */
+export interface PlacedBatches {
+  batches: SubBatch[];
+  bytes: number;
+}
+
+/**
+ * One SubBatch per partition touched, in partition order, each carrying the batch's dedupe
+ * key; and messageBytes of them, summed in the same loop (the write path needs the total
+ * to know whether any sub-batch can be too large for a message; a pass of its own over
+ * every key cost about as much as the placement's hash lookups of a record).
+ */
+export function placeRecords(records: readonly FlowRecord[], partitions: number, idempotencyKey?: string): PlacedBatches {
   const byPartition: (SubBatch | undefined)[] = new Array(partitions);
+  let keyUnits = 0;
   for (let i = 0; i < records.length; i++) {
     const r = records[i];
     const hour = r.hour;
@@ -29,11 +41,19 @@ export function splitByPartition(records: readonly FlowRecord[], partitions: num
       batch = idempotencyKey === undefined ? { partition: p, entries: [] } : { partition: p, entries: [], idempotencyKey };
       byPartition[p] = batch;
     }
+    keyUnits += placed.key.length;
     batch.entries.push(placed.key, hour, r.bytes_tx, r.bytes_rx);
   }
   const out: SubBatch[] = [];
   for (const b of byPartition) if (b !== undefined) out.push(b);
-  return out;
+  // subBatchBytes summed: 64 + the dedupe key per sub-batch, estimateKeyBytes per flow.
+  const bytes = out.length * (64 + (idempotencyKey?.length ?? 0)) + KEY_BYTES_BASE * records.length + KEY_BYTES_PER_UNIT * keyUnits;
+  return { batches: out, bytes };
+}
+
+/** One SubBatch per partition touched, in partition order, each carrying the batch's dedupe key. */
+export function splitByPartition(records: readonly FlowRecord[], partitions: number, idempotencyKey?: string): SubBatch[] {
+  return placeRecords(records, partitions, idempotencyKey).batches;
 }
 
 /** Sub-batches grouped by the primary of their partition (owners[p][0]). */
@@ -122,20 +142,25 @@ export function pageOfRun(run: FlowRun, offset: number, maxBytes: number): { run
 
 /** Sub-batches grouped into messages of at most maxBytes (each sub-batch already fits). */
 export function packMessages(batches: SubBatch[], maxBytes: number): SubBatch[][] {
-  const messages: SubBatch[][] = [];
+  return packMessagesSized(batches, maxBytes).map((m) => m.batches);
+}
+
+/** packMessages, with each message's messageBytes (counted while packing, not again). */
+export function packMessagesSized(batches: SubBatch[], maxBytes: number): PlacedBatches[] {
+  const messages: PlacedBatches[] = [];
   let current: SubBatch[] = [];
   let bytes = 0;
   for (const b of batches) {
     const size = subBatchBytes(b);
     if (current.length > 0 && bytes + size > maxBytes) {
-      messages.push(current);
+      messages.push({ batches: current, bytes });
       current = [];
       bytes = 0;
     }
     current.push(b);
     bytes += size;
   }
-  if (current.length > 0) messages.push(current);
+  if (current.length > 0) messages.push({ batches: current, bytes });
   return messages;
 }
 
