@@ -36,6 +36,21 @@ function inflaterFor(header: string | undefined): Gunzip | Inflate | null | unde
   return undefined;
 }
 
+/**
+ * The chunks' bytes as one UTF-8 decoded string, as Buffer.concat(chunks).toString("utf8")
+ * gives it, without the concatenation: a body's bytes held twice outside V8's heap, which
+ * counts towards V8's external memory and brought on a full collection every ~160 requests
+ * of 1000 records at the gateway. Decoding a chunk on its own gives the same characters when
+ * the next chunk starts with an ASCII byte: the decoder is never in the middle of a
+ * sequence there (an incomplete one before it decodes as U+FFFD either way). Any other
+ * chunk boundary takes the concatenation.
+ */
+export function utf8Text(chunks: readonly Buffer[], size: number): string {
+  if (chunks.length === 1) return chunks[0].toString("utf8");
+  for (let i = 1; i < chunks.length; i++) if (chunks[i].length > 0 && chunks[i][0] >= 0x80) return Buffer.concat(chunks, size).toString("utf8");
+  return chunks.map((c) => c.toString("utf8")).join("");
+}
+
 export function readJsonBody(req: IncomingMessage, limit: number): Promise<unknown> {
   return new Promise((resolve, reject) => {
     let inflater: Gunzip | Inflate | null = null;
@@ -93,7 +108,7 @@ export function readJsonBody(req: IncomingMessage, limit: number): Promise<unkno
     source.on("end", () => {
       if (done) return;
       done = true;
-      const text = (chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, size)).toString("utf8");
+      const text = utf8Text(chunks, size);
       try {
         resolve(JSON.parse(text));
       } catch (err) {
