@@ -26,7 +26,7 @@
  * No Moleculer here; mixins/binary.serializer.ts carries a Buffer across NATS as is.
  */
 import type { SubBatch } from "../partition-store";
-import { Reader, Writer } from "./bytes";
+import { Reader, withRoomInFront, Writer } from "./bytes";
 
 export const GROUP_FORMAT = 2;
 export const MESSAGE_FORMAT = 0xb2;
@@ -218,8 +218,9 @@ export function selectedBatches({ group, parts }: SelectedGroup): SubBatch[] {
 /**
  * Groups, each applied on its own (as far as selected), as one message; a group built here
  * is encoded straight into it. Written in a buffer kept for the purpose, then copied out at
- * its exact size: sized up front by groupSizeBound, a message held about twice its bytes
- * outside V8's heap (an ASCII key counts 3 bytes a character), a pass over every key.
+ * its exact size, with room in front for the transport's envelope (withRoomInFront): sized
+ * up front by groupSizeBound, a message held about twice its bytes outside V8's heap (an
+ * ASCII key counts 3 bytes a character), a pass over every key, and the serializer copied it again.
  */
 export function encodeMessage(epoch: number, groups: readonly SelectedGroup[]): Buffer {
   const w = scratchMessage;
@@ -241,7 +242,8 @@ export function encodeMessage(epoch: number, groups: readonly SelectedGroup[]): 
     }
     w.buf.writeUInt32LE(w.at - lengthAt - 4, lengthAt);
   }
-  return Buffer.from(w.done());
+  // With room for the transport's envelope in front (mixins/binary.serializer.ts).
+  return withRoomInFront(w.done());
 }
 /** Where messages are built (encodeMessage copies each out before it returns). */
 const scratchMessage = new Writer(64 * 1024);

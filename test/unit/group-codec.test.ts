@@ -91,6 +91,27 @@ describe("BinaryPayloadSerializer", () => {
     expect(Buffer.compare(res.data as Buffer, response.data)).toBe(0);
   });
 
+  test("a message with room in front gets its envelope written there, once; the bytes on the wire are the same", () => {
+    const entries = Array.from({ length: 400 }, (_, i) => [`key-${i}`, i, 2 * i, 3 * i]).flat();
+    const params = encodeMessage(3, [{ group: { batches: [{ partition: 2, entries, idempotencyKey: "k" }] }, parts: undefined }]);
+    expect(params.length).toBeGreaterThan(4096);
+    const copy = Buffer.from(params);
+    const request = { ver: "4", sender: "gw", id: "9", action: "flow-shard.apply", params, meta: {}, timeout: 10 };
+    const first = serializer.serialize({ ...request }, "REQ");
+    expect(first.buffer).toBe(params.buffer); // in place: no copy of the bytes
+    const second = serializer.serialize({ ...request }, "REQ");
+    expect(second.buffer).not.toBe(params.buffer); // the room was given once: the first packet is left as it is
+    expect(Buffer.compare(first, second)).toBe(0);
+    expect(Buffer.compare(first, serializer.serialize({ ...request, params: copy }, "REQ"))).toBe(0);
+    expect(Buffer.compare(serializer.deserialize(first, "REQ").params as Buffer, copy)).toBe(0);
+    expect(Buffer.compare(params, copy)).toBe(0);
+    // An envelope larger than the room takes the copying path.
+    const big = encodeMessage(3, [{ group: { batches: [{ partition: 2, entries }] }, parts: undefined }]);
+    const wire = serializer.serialize({ ...request, params: big, meta: { note: "x".repeat(2000) } }, "REQ");
+    expect(wire.buffer).not.toBe(big.buffer);
+    expect(serializer.deserialize(wire, "REQ")).toMatchObject({ meta: { note: "x".repeat(2000) } });
+  });
+
   test("everything else is Moleculer's JSON, unchanged", () => {
     const packet = { ver: "4", sender: "n", id: "2", action: "flows.ingest", params: { flows: [{ hour: 1 }] }, meta: {} };
     const wire = serializer.serialize(packet, "REQ");
