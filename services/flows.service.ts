@@ -52,6 +52,8 @@ const RETRY_WINDOW_MS = Number(process.env.RETRY_WINDOW_MS) || 8000;
 interface WriteGroup {
   epoch: number;
   batches: SubBatch[];
+  /** Every flow key needs no JSON escape (src/wire/group-codec.ts Group.plainKeys). */
+  plainKeys: boolean;
 }
 
 /**
@@ -141,7 +143,7 @@ const FlowsService: ServiceSchema = {
                     cause = (err as Error).message;
                     failed.push(...group);
                   };
-                  return writer.submit({ epoch: table.epoch, batches: group }, bytes).then((result) => {
+                  return writer.submit({ epoch: table.epoch, batches: group, plainKeys: placed.plainKeys }, bytes).then((result) => {
                     if ("error" in result) refused(this.broker.errorRegenerator!.restore(result.error, { sender: nodeID }));
                     else applied.push([nodeID, group]);
                   }, refused);
@@ -366,7 +368,7 @@ const FlowsService: ServiceSchema = {
           let epoch = 0;
           for (const g of groups) epoch = Math.max(epoch, g.epoch);
           // To another process the groups go encoded once, as bytes (src/wire/group-codec.ts); in process, as they are.
-          const message = { epoch, groups: groups.map((g) => ({ group: { batches: g.batches }, parts: undefined })) };
+          const message = { epoch, groups: groups.map((g) => ({ group: { batches: g.batches, plainKeys: g.plainKeys }, parts: undefined })) };
           const params: ApplyParams = nodeID === this.broker.nodeID ? message : encodeMessage(epoch, message.groups);
           const answer = (await this.broker.call(ShardActions.apply, params, { nodeID })) as { results: GroupResult[] };
           return answer.results;

@@ -28,12 +28,15 @@ export interface PlacedBatches {
  * to know whether any sub-batch can be too large for a message; a pass of its own over
  * every key cost about as much as the placement's hash lookups of a record).
  *
+ * plainKeys: whether every flow key is plain (PlacedKey.plain), which lets the group
+ * codec write their JSON without JSON.stringify.
+ *
  * Two passes: the records are placed and counted per partition, then each sub-batch's
  * entries are allocated at their exact size and filled. Grown by push, a sub-batch's
  * entries held room for about twice its flows, and the sub-batches are what a gateway
  * keeps while a request waits for its shards.
  */
-export function placeRecords(records: readonly FlowRecord[], partitions: number, idempotencyKey?: string): PlacedBatches {
+export function placeRecords(records: readonly FlowRecord[], partitions: number, idempotencyKey?: string): PlacedBatches & { plainKeys: boolean } {
   const n = records.length;
   if (scratchParts.length < n) scratchParts = new Int32Array(Math.max(n, 2 * scratchParts.length));
   if (scratchCounts.length < partitions) scratchCounts = new Int32Array(partitions);
@@ -42,6 +45,7 @@ export function placeRecords(records: readonly FlowRecord[], partitions: number,
   const keys = scratchKeys;
   counts.fill(0, 0, partitions);
   let keyUnits = 0;
+  let plainKeys = true;
   for (let i = 0; i < n; i++) {
     const r = records[i];
     const placed = placedKey(r.src_app, r.dest_app, r.vpc_id);
@@ -50,6 +54,7 @@ export function placeRecords(records: readonly FlowRecord[], partitions: number,
     parts[i] = p;
     counts[p]++;
     keyUnits += placed.key.length;
+    plainKeys = plainKeys && placed.plain;
   }
   const byPartition: SubBatch[] = new Array(partitions);
   const out: SubBatch[] = [];
@@ -76,7 +81,7 @@ export function placeRecords(records: readonly FlowRecord[], partitions: number,
   }
   // subBatchBytes summed: 64 + the dedupe key per sub-batch, estimateKeyBytes per flow.
   const bytes = out.length * (64 + (idempotencyKey?.length ?? 0)) + KEY_BYTES_BASE * n + KEY_BYTES_PER_UNIT * keyUnits;
-  return { batches: out, bytes };
+  return { batches: out, bytes, plainKeys };
 }
 
 /** placeRecords' scratch (it runs to completion: one set serves every call). */

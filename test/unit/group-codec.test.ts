@@ -2,6 +2,7 @@ import fc from "fast-check";
 import { BinaryPayloadSerializer } from "../../mixins/binary.serializer";
 import type { SubBatch } from "../../src/partition-store";
 import { decodeGroup, decodeLogged, decodeMessage, encodeGroup, encodeLogged, encodeMessage, groupBytes } from "../../src/wire/group-codec";
+import { placeRecords } from "../../src/batching";
 
 const loneSurrogate = fc.integer({ min: 0xd800, max: 0xdfff }).map((c) => String.fromCharCode(c));
 const key = fc.oneof(
@@ -29,6 +30,22 @@ describe("group codec", () => {
     fc.assert(
       fc.property(group, (batches) => {
         expect(decodeGroup(encodeGroup(batches)).batches).toEqual(batches);
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  test("keys placeRecords finds plain are written without JSON.stringify, to the same bytes", () => {
+    const pieces = ["app", "svc 1", "\u0001", "é", "日本", "😀", '"', "\\", "\ud800", "x\udc00", "tab\t"];
+    fc.assert(
+      fc.property(fc.array(fc.tuple(fc.constantFrom(...pieces), fc.constantFrom(...pieces), fc.string(), fc.nat(5)), { minLength: 1, maxLength: 60 }), (rows) => {
+        const records = rows.map(([s, d, v, h]) => ({ src_app: s, dest_app: d, vpc_id: v, hour: h, bytes_tx: 1, bytes_rx: 2 }));
+        const placed = placeRecords(records, 8, "k");
+        const keys = placed.batches.flatMap((b) => b.entries.filter((_, i) => i % 4 === 0) as string[]);
+        expect(placed.plainKeys).toBe(keys.every((k) => JSON.stringify(k) === `"${k}"`));
+        expect(encodeGroup(placed.batches, placed.plainKeys)).toEqual(encodeGroup(placed.batches));
+        const message = [{ group: { batches: placed.batches, plainKeys: placed.plainKeys }, parts: undefined }];
+        expect(encodeMessage(2, message)).toEqual(encodeMessage(2, [{ group: { batches: placed.batches }, parts: undefined }]));
       }),
       { numRuns: 300 },
     );

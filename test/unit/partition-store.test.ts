@@ -154,7 +154,7 @@ describe("transport limits", () => {
         for (const m of sized) expect(m.bytes).toBe(messageBytes(m.batches));
       }
     }
-    expect(placeRecords([], P)).toEqual({ batches: [], bytes: 0 });
+    expect(placeRecords([], P)).toEqual({ batches: [], bytes: 0, plainKeys: true });
   });
 
   test("pageOfRun cuts a run into consecutive pages under the limit, at least one flow each", () => {
