@@ -8,9 +8,12 @@
  * serializer turns a Buffer into {"type":"Buffer","data":[1,2,...]}, four bytes of JSON
  * per byte. MsgPack or CBOR would carry a Buffer too but re-encode every other field
  * through a library; here the packet envelope stays JSON (readable in NATS tooling)
- * and the payload is copied once. Every other packet is plain JSON (starts with '{').
+ * and the payload is copied once, or not at all when it comes with room in front for the
+ * envelope (a group codec message: src/wire/bytes.ts withRoomInFront). Every other packet
+ * is plain JSON (starts with '{').
  */
 import { Serializers } from "moleculer";
+import { takeRoomInFront } from "../src/wire/bytes";
 
 const BINARY = 0x00;
 const REQUEST = "REQ";
@@ -35,6 +38,16 @@ export class BinaryPayloadSerializer extends Serializers.Base {
       obj[field!] = raw;
     }
     const headerBytes = Buffer.byteLength(header);
+    // Bytes of the group codec come with room in front (src/wire/bytes.ts): the envelope goes there.
+    const room = takeRoomInFront(raw);
+    if (room >= 5 + headerBytes) {
+      const start = raw.byteOffset - 5 - headerBytes;
+      const framed = Buffer.from(raw.buffer, start, 5 + headerBytes + raw.length);
+      framed[0] = BINARY;
+      framed.writeUInt32LE(headerBytes, 1);
+      framed.write(header, 5, "utf8");
+      return framed;
+    }
     const out = Buffer.allocUnsafe(5 + headerBytes + raw.length);
     out[0] = BINARY;
     out.writeUInt32LE(headerBytes, 1);

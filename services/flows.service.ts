@@ -11,7 +11,7 @@ import { Readable } from "stream";
 import type { Context, ServiceSchema } from "moleculer";
 import FlowmeshMixin, { unavailablePartitions, type PlacementTable } from "../mixins/flowmesh.mixin";
 import { metricsOf } from "../mixins/metrics";
-import { groupByPrimary, messageBytes, packMessages, partitionsByPrimary, splitByPartition, splitOversized, toMessage, type FlowRecord } from "../src/batching";
+import { groupByPrimary, packMessagesSized, partitionsByPrimary, placeRecords, splitOversized, toMessage, type FlowRecord, type PlacedBatches } from "../src/batching";
 import type { FlowFilter } from "../src/flow-key";
 import type { SubBatch } from "../src/partition-store";
 import { RENDERED_MAX_BODY_BYTES, RenderedReadCache, filterKey, readVersionCache, type ReadVersions } from "../src/rendered-reads";
@@ -53,6 +53,8 @@ const RETRY_WINDOW_MS = Number(process.env.RETRY_WINDOW_MS) || 8000;
 interface WriteGroup {
   epoch: number;
   batches: SubBatch[];
+  /** Every flow key needs no JSON escape (src/wire/group-codec.ts Group.plainKeys). */
+  plainKeys: boolean;
 }
 
 /**
@@ -114,8 +116,10 @@ const FlowsService: ServiceSchema = {
         const clustered = Boolean(this.broker.transit);
         // In a cluster every sub-batch carries a key, the client's or our own, so that our retries are exactly-once.
         const key = ctx.params.idempotencyKey ?? (clustered ? `flowmesh:${randomUUID()}` : undefined);
-        let batches = splitByPartition(flows, this.flowmesh.partitions, key);
-        if (clustered) batches = splitOversized(batches, MESSAGE_BYTES);
+        const placed = placeRecords(flows, this.flowmesh.partitions, key);
+        let batches = placed.batches;
+        // No sub-batch of a request within a message's bytes can be over them.
+        if (clustered && placed.bytes > MESSAGE_BYTES) batches = splitOversized(batches, MESSAGE_BYTES);
         // What each node applied, to undo it if another node refuses a sum (nothing may stay applied).
         const applied: [string, SubBatch[]][] = [];
         let refusal: unknown = null;
@@ -131,16 +135,16 @@ const FlowsService: ServiceSchema = {
             Array.from(groupByPrimary(todo, table.owners), async ([nodeID, list]) => {
               if (nodeID === undefined) return void failed.push(...list);
               // A request too large for one message goes as several groups, each atomic on its own.
-              const groups = clustered ? packMessages(list, MESSAGE_BYTES) : [list];
+              const groups: PlacedBatches[] = clustered ? packMessagesSized(list, MESSAGE_BYTES) : [{ batches: list, bytes: 0 }];
               const writer: WriteCoalescer<WriteGroup, GroupResult> = this.writerTo(nodeID);
               await Promise.all(
-                groups.map((group) => {
+                groups.map(({ batches: group, bytes }) => {
                   const refused = (err: unknown) => {
                     if (isFinal(err)) refusal = err;
                     cause = (err as Error).message;
                     failed.push(...group);
                   };
-                  return writer.submit({ epoch: table.epoch, batches: group }, clustered ? messageBytes(group) : 0).then((result) => {
+                  return writer.submit({ epoch: table.epoch, batches: group, plainKeys: placed.plainKeys }, bytes).then((result) => {
                     if ("error" in result) refused(this.broker.errorRegenerator!.restore(result.error, { sender: nodeID }));
                     else applied.push([nodeID, group]);
                   }, refused);
@@ -379,7 +383,7 @@ const FlowsService: ServiceSchema = {
           let epoch = 0;
           for (const g of groups) epoch = Math.max(epoch, g.epoch);
           // To another process the groups go encoded once, as bytes (src/wire/group-codec.ts); in process, as they are.
-          const message = { epoch, groups: groups.map((g) => ({ group: { batches: g.batches }, parts: undefined })) };
+          const message = { epoch, groups: groups.map((g) => ({ group: { batches: g.batches, plainKeys: g.plainKeys }, parts: undefined })) };
           const params: ApplyParams = nodeID === this.broker.nodeID ? message : encodeMessage(epoch, message.groups);
           const answer = (await this.broker.call(ShardActions.apply, params, { nodeID })) as { results: GroupResult[] };
           return answer.results;

@@ -5,7 +5,7 @@
  */
 import { placedKey } from "./flow-key";
 import { partitionOfKeyHash } from "./hash";
-import { ENTRY_STRIDE, estimateKeyBytes, type FlowRun, type SubBatch } from "./partition-store";
+import { ENTRY_STRIDE, estimateKeyBytes, KEY_BYTES_BASE, KEY_BYTES_PER_UNIT, type FlowRun, type SubBatch } from "./partition-store";
 
 export interface FlowRecord {
   src_app: string;
@@ -16,24 +16,82 @@ export interface FlowRecord {
   bytes_rx: number;
 }
 
+/** A request's sub-batches, and their estimated encoded bytes in total (messageBytes of them). */
+export interface PlacedBatches {
+  batches: SubBatch[];
+  bytes: number;
+}
+
+/**
+ * One SubBatch per partition touched, in partition order, each carrying the batch's dedupe
+ * key; and messageBytes of them, summed in the same loop (the write path needs the total
+ * to know whether any sub-batch can be too large for a message; a pass of its own over
+ * every key cost about as much as the placement's hash lookups of a record).
+ *
+ * plainKeys: whether every flow key is plain (PlacedKey.plain), which lets the group
+ * codec write their JSON without JSON.stringify.
+ *
+ * Two passes: the records are placed and counted per partition, then each sub-batch's
+ * entries are allocated at their exact size and filled. Grown by push, a sub-batch's
+ * entries held room for about twice its flows, and the sub-batches are what a gateway
+ * keeps while a request waits for its shards.
+ */
+export function placeRecords(records: readonly FlowRecord[], partitions: number, idempotencyKey?: string): PlacedBatches & { plainKeys: boolean } {
+  const n = records.length;
+  if (scratchParts.length < n) scratchParts = new Int32Array(Math.max(n, 2 * scratchParts.length));
+  if (scratchCounts.length < partitions) scratchCounts = new Int32Array(partitions);
+  const parts = scratchParts;
+  const counts = scratchCounts;
+  const keys = scratchKeys;
+  counts.fill(0, 0, partitions);
+  let keyUnits = 0;
+  let plainKeys = true;
+  for (let i = 0; i < n; i++) {
+    const r = records[i];
+    const placed = placedKey(r.src_app, r.dest_app, r.vpc_id);
+    const p = partitionOfKeyHash(r.hour, placed.hash, partitions);
+    keys[i] = placed.key;
+    parts[i] = p;
+    counts[p]++;
+    keyUnits += placed.key.length;
+    plainKeys = plainKeys && placed.plain;
+  }
+  const byPartition: SubBatch[] = new Array(partitions);
+  const out: SubBatch[] = [];
+  for (let p = 0; p < partitions; p++) {
+    const c = counts[p];
+    if (c === 0) continue;
+    const entries: (string | number)[] = new Array(ENTRY_STRIDE * c);
+    const batch: SubBatch = idempotencyKey === undefined ? { partition: p, entries } : { partition: p, entries, idempotencyKey };
+    byPartition[p] = batch;
+    out.push(batch);
+    // From here on, where the partition's next entry goes.
+    counts[p] = 0;
+  }
+  for (let i = 0; i < n; i++) {
+    const r = records[i];
+    const p = parts[i];
+    const e = byPartition[p].entries;
+    const at = counts[p];
+    e[at] = keys[i];
+    e[at + 1] = r.hour;
+    e[at + 2] = r.bytes_tx;
+    e[at + 3] = r.bytes_rx;
+    counts[p] = at + ENTRY_STRIDE;
+  }
+  // subBatchBytes summed: 64 + the dedupe key per sub-batch, estimateKeyBytes per flow.
+  const bytes = out.length * (64 + (idempotencyKey?.length ?? 0)) + KEY_BYTES_BASE * n + KEY_BYTES_PER_UNIT * keyUnits;
+  return { batches: out, bytes, plainKeys };
+}
+
+/** placeRecords' scratch (it runs to completion: one set serves every call). */
+let scratchParts = new Int32Array(1024);
+let scratchCounts = new Int32Array(256);
+const scratchKeys: string[] = [];
+
 /** One SubBatch per partition touched, in partition order, each carrying the batch's dedupe key. */
 export function splitByPartition(records: readonly FlowRecord[], partitions: number, idempotencyKey?: string): SubBatch[] {
-  const byPartition: (SubBatch | undefined)[] = new Array(partitions);
-  for (let i = 0; i < records.length; i++) {
-    const r = records[i];
-    const hour = r.hour;
-    const placed = placedKey(r.src_app, r.dest_app, r.vpc_id);
-    const p = partitionOfKeyHash(hour, placed.hash, partitions);
-    let batch = byPartition[p];
-    if (batch === undefined) {
-      batch = idempotencyKey === undefined ? { partition: p, entries: [] } : { partition: p, entries: [], idempotencyKey };
-      byPartition[p] = batch;
-    }
-    batch.entries.push(placed.key, hour, r.bytes_tx, r.bytes_rx);
-  }
-  const out: SubBatch[] = [];
-  for (const b of byPartition) if (b !== undefined) out.push(b);
-  return out;
+  return placeRecords(records, partitions, idempotencyKey).batches;
 }
 
 /** Sub-batches grouped by the primary of their partition (owners[p][0]). */
@@ -122,20 +180,25 @@ export function pageOfRun(run: FlowRun, offset: number, maxBytes: number): { run
 
 /** Sub-batches grouped into messages of at most maxBytes (each sub-batch already fits). */
 export function packMessages(batches: SubBatch[], maxBytes: number): SubBatch[][] {
-  const messages: SubBatch[][] = [];
+  return packMessagesSized(batches, maxBytes).map((m) => m.batches);
+}
+
+/** packMessages, with each message's messageBytes (counted while packing, not again). */
+export function packMessagesSized(batches: SubBatch[], maxBytes: number): PlacedBatches[] {
+  const messages: PlacedBatches[] = [];
   let current: SubBatch[] = [];
   let bytes = 0;
   for (const b of batches) {
     const size = subBatchBytes(b);
     if (current.length > 0 && bytes + size > maxBytes) {
-      messages.push(current);
+      messages.push({ batches: current, bytes });
       current = [];
       bytes = 0;
     }
     current.push(b);
     bytes += size;
   }
-  if (current.length > 0) messages.push(current);
+  if (current.length > 0) messages.push({ batches: current, bytes });
   return messages;
 }
 

@@ -48,7 +48,11 @@ export function encodeFlowKey(srcApp: string, destApp: string, vpcId: string): s
 export interface PlacedKey {
   readonly key: string;
   readonly hash: number;
+  /** The key's JSON is the key in quotes: it holds no quote, backslash or lone surrogate (and no control character: see escape). */
+  readonly plain: boolean;
 }
+
+const NEEDS_JSON_ESCAPE = /["\\]/;
 
 /**
  * Recently seen flow keys, by their three raw components: the write path looks a
@@ -93,7 +97,8 @@ export function placedKey(srcApp: string, destApp: string, vpcId: string): Place
     const d = escape(destApp);
     const v = escape(vpcId);
     // join writes one flat string (a + b would make a rope of the parsed pieces).
-    placed = { key: [s, SEP, d, SEP, v].join(""), hash: keyHashOfPieces(s, SEP, d, SEP, v) };
+    const key = [s, SEP, d, SEP, v].join("");
+    placed = { key, hash: keyHashOfPieces(s, SEP, d, SEP, v), plain: key.isWellFormed() && !NEEDS_JSON_ESCAPE.test(key) };
   }
   storeKey(srcApp, destApp, vpcId, placed);
   return placed;

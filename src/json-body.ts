@@ -36,6 +36,26 @@ function inflaterFor(header: string | undefined): Gunzip | Inflate | null | unde
   return undefined;
 }
 
+/**
+ * The chunks' bytes as one UTF-8 decoded string, as Buffer.concat(chunks).toString("utf8")
+ * gives it, without a new buffer for the concatenation: the chunks are copied into one kept
+ * for the purpose (bodies up to SCRATCH_MAX bytes) and decoded from there. A body's bytes
+ * held twice outside V8's heap count towards V8's external memory, and brought on a full
+ * collection every ~160 requests of 1000 records at the gateway; decoding the chunks one by
+ * one and joining the strings made the body's text twice on the heap instead.
+ */
+export function utf8Text(chunks: readonly Buffer[], size: number): string {
+  if (chunks.length === 1) return chunks[0].toString("utf8");
+  if (size > SCRATCH_MAX) return Buffer.concat(chunks, size).toString("utf8");
+  if (scratch.length < size) scratch = Buffer.allocUnsafeSlow(Math.min(SCRATCH_MAX, Math.max(size, 2 * scratch.length)));
+  let at = 0;
+  for (const c of chunks) at += c.copy(scratch, at);
+  return scratch.toString("utf8", 0, at);
+}
+/** Bodies up to this size are put together in `scratch` (decoded before the call returns: one serves every body). */
+const SCRATCH_MAX = 4 * 1024 * 1024;
+let scratch = Buffer.allocUnsafeSlow(64 * 1024);
+
 export function readJsonBody(req: IncomingMessage, limit: number): Promise<unknown> {
   return new Promise((resolve, reject) => {
     let inflater: Gunzip | Inflate | null = null;
@@ -93,7 +113,7 @@ export function readJsonBody(req: IncomingMessage, limit: number): Promise<unkno
     source.on("end", () => {
       if (done) return;
       done = true;
-      const text = (chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, size)).toString("utf8");
+      const text = utf8Text(chunks, size);
       try {
         resolve(JSON.parse(text));
       } catch (err) {

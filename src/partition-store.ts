@@ -70,8 +70,11 @@ export interface SnapshotChunk {
  * is at most 3 UTF-8 bytes), plus room for the numbers.
  */
 export function estimateKeyBytes(key: string): number {
-  return key.length * 6 + 48;
+  return key.length * KEY_BYTES_PER_UNIT + KEY_BYTES_BASE;
 }
+/** estimateKeyBytes is linear in the key's length: a sum over keys needs only their total length. */
+export const KEY_BYTES_PER_UNIT = 6;
+export const KEY_BYTES_BASE = 48;
 
 /** One partition: hours -> HourTable, plus the idempotency keys it has applied (in the store's shared windows). */
 export class Partition {

@@ -26,7 +26,7 @@
  * No Moleculer here; mixins/binary.serializer.ts carries a Buffer across NATS as is.
  */
 import type { SubBatch } from "../partition-store";
-import { Reader, Writer } from "./bytes";
+import { Reader, withRoomInFront, Writer } from "./bytes";
 
 export const GROUP_FORMAT = 2;
 export const MESSAGE_FORMAT = 0xb2;
@@ -41,6 +41,8 @@ const KEY_OWN = 2;
 export interface Group {
   batches: SubBatch[];
   bytes?: Buffer;
+  /** Every flow key is plain (src/flow-key.ts PlacedKey.plain): its JSON is itself in quotes. */
+  plainKeys?: boolean;
 }
 
 /** A group and the parts of it that apply (undefined: all). */
@@ -58,9 +60,9 @@ function commonKey(batches: readonly SubBatch[]): string | undefined {
 }
 
 /** A group of sub-batches (one request's for one node) as bytes. */
-export function encodeGroup(batches: readonly SubBatch[]): Buffer {
+export function encodeGroup(batches: readonly SubBatch[], plainKeys = false): Buffer {
   const w = new Writer(groupSizeBound(batches));
-  writeGroup(w, batches);
+  writeGroup(w, batches, plainKeys);
   return w.done();
 }
 
@@ -86,7 +88,7 @@ function numbersFor(flows: number): Float64Array {
   return scratchNumbers;
 }
 
-function writeGroup(w: Writer, batches: readonly SubBatch[]): void {
+function writeGroup(w: Writer, batches: readonly SubBatch[], plainKeys = false): void {
   let flows = 0;
   for (const b of batches) flows += b.entries.length / 4;
   const keys: string[] = new Array(flows);
@@ -115,10 +117,25 @@ function writeGroup(w: Writer, batches: readonly SubBatch[]): void {
       numbers[n++] = e[i + 3] as number;
     }
   }
-  const json = JSON.stringify(keys);
-  w.room(4 + 3 * json.length + 24 * flows);
   const lengthAt = w.at;
-  const written = w.buf.utf8Write(json, lengthAt + 4);
+  let written: number;
+  if (plainKeys && flows > 0) {
+    // What JSON.stringify(keys) gives for keys that need no escape, written in three pieces
+    // (a join allocates the string once; JSON.stringify checks every character, and builds
+    // the string in parts and then whole).
+    const joined = keys.join('","');
+    w.room(4 + 4 + 3 * joined.length + 24 * flows);
+    w.buf[lengthAt + 4] = 0x5b; // [
+    w.buf[lengthAt + 5] = 0x22; // "
+    written = 2 + w.buf.utf8Write(joined, lengthAt + 6);
+    w.buf[lengthAt + 4 + written] = 0x22; // "
+    w.buf[lengthAt + 5 + written] = 0x5d; // ]
+    written += 2;
+  } else {
+    const json = JSON.stringify(keys);
+    w.room(4 + 3 * json.length + 24 * flows);
+    written = w.buf.utf8Write(json, lengthAt + 4);
+  }
   w.buf.writeUInt32LE(written, lengthAt);
   w.at = lengthAt + 4 + written;
   w.buf.set(new Uint8Array(numbers.buffer, 0, 24 * flows), w.at);
@@ -177,7 +194,7 @@ export function decodeGroup(bytes: Buffer): Group {
 
 /** The group's bytes, encoded now if it was built in this process. */
 export function groupBytes(group: Group): Buffer {
-  return (group.bytes ??= encodeGroup(group.batches));
+  return (group.bytes ??= encodeGroup(group.batches, group.plainKeys));
 }
 
 function selectionBytes(parts: readonly number[] | undefined): number {
@@ -215,11 +232,16 @@ export function selectedBatches({ group, parts }: SelectedGroup): SubBatch[] {
   return parts === undefined ? group.batches : parts.map((i) => group.batches[i]);
 }
 
-/** Groups, each applied on its own (as far as selected), as one message; a group built here is encoded straight into it. */
+/**
+ * Groups, each applied on its own (as far as selected), as one message; a group built here
+ * is encoded straight into it. Written in a buffer kept for the purpose, then copied out at
+ * its exact size, with room in front for the transport's envelope (withRoomInFront): sized
+ * up front by groupSizeBound, a message held about twice its bytes outside V8's heap (an
+ * ASCII key counts 3 bytes a character), a pass over every key, and the serializer copied it again.
+ */
 export function encodeMessage(epoch: number, groups: readonly SelectedGroup[]): Buffer {
-  let size = 13;
-  for (const g of groups) size += selectionBytes(g.parts) + 4 + (g.group.bytes?.length ?? groupSizeBound(g.group.batches));
-  const w = new Writer(size);
+  const w = scratchMessage;
+  w.at = 0;
   w.u8(MESSAGE_FORMAT);
   w.f64(epoch);
   w.u32(groups.length);
@@ -229,7 +251,7 @@ export function encodeMessage(epoch: number, groups: readonly SelectedGroup[]): 
     const lengthAt = w.at;
     w.u32(0);
     const bytes = g.group.bytes;
-    if (bytes === undefined) writeGroup(w, g.group.batches);
+    if (bytes === undefined) writeGroup(w, g.group.batches, g.group.plainKeys);
     else {
       w.room(bytes.length);
       bytes.copy(w.buf, w.at);
@@ -237,8 +259,11 @@ export function encodeMessage(epoch: number, groups: readonly SelectedGroup[]): 
     }
     w.buf.writeUInt32LE(w.at - lengthAt - 4, lengthAt);
   }
-  return w.done();
+  // With room for the transport's envelope in front (mixins/binary.serializer.ts).
+  return withRoomInFront(w.done());
 }
+/** Where messages are built (encodeMessage copies each out before it returns). */
+const scratchMessage = new Writer(64 * 1024);
 
 /** A message's epoch and groups, decoded. */
 export function decodeMessage(bytes: Buffer): { epoch: number; groups: SelectedGroup[] } {
@@ -279,7 +304,7 @@ export function encodeLogged(g: SelectedGroup, head: number): Buffer {
   w.at = 0;
   w.room(head + selectionBytes(g.parts) + (bytes?.length ?? groupSizeBound(g.group.batches)));
   w.at = writeSelection(w.buf, head, g.parts);
-  if (bytes === undefined) writeGroup(w, g.group.batches);
+  if (bytes === undefined) writeGroup(w, g.group.batches, g.group.plainKeys);
   else {
     bytes.copy(w.buf, w.at);
     w.at += bytes.length;

@@ -2,6 +2,7 @@ import fc from "fast-check";
 import { BinaryPayloadSerializer } from "../../mixins/binary.serializer";
 import type { SubBatch } from "../../src/partition-store";
 import { decodeGroup, decodeLogged, decodeMessage, encodeGroup, encodeLogged, encodeMessage, groupBytes } from "../../src/wire/group-codec";
+import { placeRecords } from "../../src/batching";
 
 const loneSurrogate = fc.integer({ min: 0xd800, max: 0xdfff }).map((c) => String.fromCharCode(c));
 const key = fc.oneof(
@@ -29,6 +30,22 @@ describe("group codec", () => {
     fc.assert(
       fc.property(group, (batches) => {
         expect(decodeGroup(encodeGroup(batches)).batches).toEqual(batches);
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  test("keys placeRecords finds plain are written without JSON.stringify, to the same bytes", () => {
+    const pieces = ["app", "svc 1", "\u0001", "é", "日本", "😀", '"', "\\", "\ud800", "x\udc00", "tab\t"];
+    fc.assert(
+      fc.property(fc.array(fc.tuple(fc.constantFrom(...pieces), fc.constantFrom(...pieces), fc.string(), fc.nat(5)), { minLength: 1, maxLength: 60 }), (rows) => {
+        const records = rows.map(([s, d, v, h]) => ({ src_app: s, dest_app: d, vpc_id: v, hour: h, bytes_tx: 1, bytes_rx: 2 }));
+        const placed = placeRecords(records, 8, "k");
+        const keys = placed.batches.flatMap((b) => b.entries.filter((_, i) => i % 4 === 0) as string[]);
+        expect(placed.plainKeys).toBe(keys.every((k) => JSON.stringify(k) === `"${k}"`));
+        expect(encodeGroup(placed.batches, placed.plainKeys)).toEqual(encodeGroup(placed.batches));
+        const message = [{ group: { batches: placed.batches, plainKeys: placed.plainKeys }, parts: undefined }];
+        expect(encodeMessage(2, message)).toEqual(encodeMessage(2, [{ group: { batches: placed.batches }, parts: undefined }]));
       }),
       { numRuns: 300 },
     );
@@ -89,6 +106,27 @@ describe("BinaryPayloadSerializer", () => {
     const response = { ver: "4", sender: "s1", id: "1", success: true, data: Buffer.from([0, 1, 255]) };
     const res = serializer.deserialize(serializer.serialize({ ...response }, "RES"), "RES");
     expect(Buffer.compare(res.data as Buffer, response.data)).toBe(0);
+  });
+
+  test("a message with room in front gets its envelope written there, once; the bytes on the wire are the same", () => {
+    const entries = Array.from({ length: 400 }, (_, i) => [`key-${i}`, i, 2 * i, 3 * i]).flat();
+    const params = encodeMessage(3, [{ group: { batches: [{ partition: 2, entries, idempotencyKey: "k" }] }, parts: undefined }]);
+    expect(params.length).toBeGreaterThan(4096);
+    const copy = Buffer.from(params);
+    const request = { ver: "4", sender: "gw", id: "9", action: "flow-shard.apply", params, meta: {}, timeout: 10 };
+    const first = serializer.serialize({ ...request }, "REQ");
+    expect(first.buffer).toBe(params.buffer); // in place: no copy of the bytes
+    const second = serializer.serialize({ ...request }, "REQ");
+    expect(second.buffer).not.toBe(params.buffer); // the room was given once: the first packet is left as it is
+    expect(Buffer.compare(first, second)).toBe(0);
+    expect(Buffer.compare(first, serializer.serialize({ ...request, params: copy }, "REQ"))).toBe(0);
+    expect(Buffer.compare(serializer.deserialize(first, "REQ").params as Buffer, copy)).toBe(0);
+    expect(Buffer.compare(params, copy)).toBe(0);
+    // An envelope larger than the room takes the copying path.
+    const big = encodeMessage(3, [{ group: { batches: [{ partition: 2, entries }] }, parts: undefined }]);
+    const wire = serializer.serialize({ ...request, params: big, meta: { note: "x".repeat(2000) } }, "REQ");
+    expect(wire.buffer).not.toBe(big.buffer);
+    expect(serializer.deserialize(wire, "REQ")).toMatchObject({ meta: { note: "x".repeat(2000) } });
   });
 
   test("everything else is Moleculer's JSON, unchanged", () => {

@@ -1,4 +1,4 @@
-import { splitByPartition, groupByPrimary, partitionsByPrimary, splitOversized, packMessages, subBatchBytes, toMessage, fromMessage, pageOfRun, type FlowRecord } from "../../src/batching";
+import { splitByPartition, groupByPrimary, partitionsByPrimary, splitOversized, packMessages, packMessagesSized, placeRecords, messageBytes, subBatchBytes, toMessage, fromMessage, pageOfRun, type FlowRecord } from "../../src/batching";
 import { encodeFlowKey } from "../../src/flow-key";
 import { estimateKeyBytes, mergeRuns, PartitionStore, SumOverflowError } from "../../src/partition-store";
 
@@ -140,6 +140,21 @@ describe("transport limits", () => {
     const messages = packMessages(parts, 128 * 1024);
     for (const m of messages) expect(m.reduce((a, b) => a + subBatchBytes(b), 0)).toBeLessThanOrEqual(128 * 1024);
     expect(messages.flat()).toEqual(parts);
+  });
+
+  test("placeRecords and packMessagesSized count the bytes messageBytes would, with and without a key", () => {
+    const records = [...Array.from({ length: 500 }, (_, i) => rec(`s${i % 37}\u0001 x\ud800`, i % 5, i)), rec("big".repeat(300), 2, 1)];
+    for (const key of [undefined, "k", "a-much-longer-idempotency-key-".repeat(4)]) {
+      const placed = placeRecords(records, P, key);
+      expect(placed.batches).toEqual(splitByPartition(records, P, key));
+      expect(placed.bytes).toBe(messageBytes(placed.batches));
+      for (const max of [1, 4096, 1 << 20]) {
+        const sized = packMessagesSized(placed.batches, max);
+        expect(sized.map((m) => m.batches)).toEqual(packMessages(placed.batches, max));
+        for (const m of sized) expect(m.bytes).toBe(messageBytes(m.batches));
+      }
+    }
+    expect(placeRecords([], P)).toEqual({ batches: [], bytes: 0, plainKeys: true });
   });
 
   test("pageOfRun cuts a run into consecutive pages under the limit, at least one flow each", () => {
