@@ -16,13 +16,12 @@ import type { FlowFilter } from "../src/flow-key";
 import type { SubBatch } from "../src/partition-store";
 import { RENDERED_MAX_BODY_BYTES, RenderedReadCache, filterKey, readVersionCache, type ReadVersions } from "../src/rendered-reads";
 import { readSettings } from "../src/settings";
-import { aggregateParams, groupByOf, ingestParams, isInvalid, requestedHours, topParams, type Invalid } from "../src/validation";
+import { aggregateParams, groupByOf, ingestParams, isInvalid, refuseExpired, requestedHours, topParams, type Invalid } from "../src/validation";
 import { WriteCoalescer } from "../src/write-coalescer";
 import { encodeMessage } from "../src/wire/group-codec";
 import {
   MESSAGE_BYTES,
   ShardActions,
-  hourExpired,
   invalidParams,
   isFinal,
   noPrimary,
@@ -42,7 +41,6 @@ import { readRange, widestHours } from "../src/query/range";
 import { groupColumnsOf, rankTop, TotalOverflowError, TOP_TOTALS, type GroupColumns, type TopMetric } from "../src/query/top";
 import { mergeGroups, type GroupSource } from "../src/query/group-ids";
 import { decodeRunPage } from "../src/wire/run-codec";
-import { oldestKeptHour } from "../src/settings";
 
 // Param schemas are fixed when the service is defined: limits come from the environment.
 const limits = readSettings(process.env);
@@ -108,11 +106,7 @@ const FlowsService: ServiceSchema = {
       params: ingestParams(limits),
       async handler(ctx: Context<{ flows: FlowRecord[]; idempotencyKey?: string }>) {
         const { flows } = ctx.params;
-        const oldest = oldestKeptHour(this.flowmesh.retentionHours);
-        if (oldest !== null) {
-          const index = flows.findIndex((f) => f.hour < oldest);
-          if (index >= 0) throw hourExpired(index, flows[index].hour, oldest);
-        }
+        refuseExpired(flows, this.flowmesh.retentionHours);
         const clustered = Boolean(this.broker.transit);
         // In a cluster every sub-batch carries a key, the client's or our own, so that our retries are exactly-once.
         const key = ctx.params.idempotencyKey ?? (clustered ? `flowmesh:${randomUUID()}` : undefined);

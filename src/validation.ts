@@ -3,7 +3,9 @@
  * the one set of rules for HTTP and broker callers alike.
  */
 import { DEFAULT_GROUP_BY, GROUP_FIELDS, TOP_METRICS, type GroupField } from "./query/top";
-import type { FlowmeshSettings } from "./settings";
+import { oldestKeptHour, type FlowmeshSettings } from "./settings";
+import { hourExpired } from "./protocol";
+import type { FlowRecord } from "./batching";
 
 /** Unicode code points in s, counting only as far as needed. */
 function codePointsOver(s: string, max: number): boolean {
@@ -224,4 +226,12 @@ export function groupByOf(by: string | string[] | undefined): GroupField[] | Inv
 /** Canonical non-negative decimal integer, as an HTTP query may carry an hour. */
 export function parseQueryInteger(raw: unknown): unknown {
   return typeof raw === "string" && /^(0|[1-9][0-9]*)$/.test(raw) ? Number(raw) : raw;
+}
+
+/** Throws 422 HOUR_EXPIRED (the first such record named) when a record is for an hour RETENTION_HOURS no longer keeps: the whole request is refused. */
+export function refuseExpired(flows: readonly FlowRecord[], retentionHours: number | null, nowMs = Date.now()): void {
+  const oldest = oldestKeptHour(retentionHours, nowMs);
+  if (oldest === null) return;
+  const index = flows.findIndex((f) => f.hour < oldest);
+  if (index >= 0) throw hourExpired(index, flows[index].hour, oldest);
 }
