@@ -62,7 +62,8 @@ export class HourTable {
     return slot >= 0 ? slot : this.add(key);
   }
 
-  private add(key: string): number {
+  /** Append a key the table does not hold (the caller found none): its new slot, zero sums. */
+  add(key: string): number {
     const slot = this.size;
     if (slot === this.keys.length) {
       const keys = new Array<string>(slot * 2);

@@ -5,14 +5,16 @@
  * Memory layout (the service keeps millions of flows): per hour and partition, an
  * HourTable of keys by slot and interleaved sums (plus a key -> slot Map once it is
  * not small). No object per flow; slots are never freed except by rolling back the
- * batch that made them. Keys are flat strings shared with the write path's key cache.
+ * batch that made them. Keys are flat strings, one per distinct key (internKey): shared
+ * by every hour and partition holding the flow, whether it came from this node's write
+ * path or from another node's message.
  */
 import { DedupeWindows } from "./dedupe-window";
 import { HourTable, mergeRuns, tick, type FlowRun } from "./hour-table";
 import { HourViews, readView } from "./hour-view";
 
 export { HourTable, mergeRuns, type FlowRun } from "./hour-table";
-import { decodeFlowKey, FlowFilter, keyMatcher } from "./flow-key";
+import { decodeFlowKey, FlowFilter, internKey, keyMatcher } from "./flow-key";
 
 /**
  * One owner's share of a batch: the entries of one partition, flat, four values per
@@ -187,8 +189,9 @@ export class PartitionStore {
         }
         let slot = table!.find(key);
         if (slot < 0) {
-          slot = table!.slotOf(key);
-          created.push({ partition, table: table!, hour, key, batch });
+          const shared = internKey(key);
+          slot = table!.add(shared);
+          created.push({ partition, table: table!, hour, key: shared, batch });
         }
         const sums = table!.sums;
         const newTx = sums[2 * slot] + tx;
@@ -390,9 +393,11 @@ export class PartitionStore {
     for (const [hour, keys, tx, rx] of chunk.hours) {
       const table = p.hourTable(hour);
       for (let i = 0; i < keys.length; i++) {
-        const before = table.size;
-        const slot = table.slotOf(keys[i]);
-        if (table.size !== before) p.flowCount++;
+        let slot = table.find(keys[i]);
+        if (slot < 0) {
+          slot = table.add(internKey(keys[i]));
+          p.flowCount++;
+        }
         table.sums[2 * slot] += tx[i];
         table.sums[2 * slot + 1] += rx[i];
         table.stamp = tick();
