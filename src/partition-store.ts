@@ -50,8 +50,18 @@ export class SumOverflowError extends Error {
   }
 }
 
-/** Keyed sub-batches whose created flows PartitionStore.revert can still remove. */
+/** Keyed sub-batches whose created flows PartitionStore.revert can still remove (at least the last this many). */
 const RECENT_CREATIONS = 8192;
+
+/** The flows one idempotency key's sub-batches created, flat: [partition, table, hour, key]*, in creation order. */
+interface Creations {
+  flows: (number | HourTable | string)[];
+  /** Sub-batches with flows in `flows`. */
+  subBatches: number;
+}
+const CREATION_STRIDE = 4;
+/** PartitionStore.apply's undo list: [partition, table, hour, key, sub-batch]* (a slot each). */
+const CREATED_STRIDE = 5;
 
 /** Views are built for hours with at least this many flows; smaller hours merge fast enough. */
 const VIEW_MIN_FLOWS = 512;
@@ -162,9 +172,10 @@ export class PartitionStore {
    */
   apply(batches: SubBatch[], opts?: { now?: number; replay?: boolean; applied?: SubBatch[] }): ApplyResult {
     // Undo log, filled only as far as needed: the applied (partition-local) prefix of
-    // each sub-batch, and the tables in which a slot was created, in creation order.
+    // each sub-batch, and the tables in which a slot was created, in creation order
+    // (flat, CREATED_STRIDE values a slot: no object per created flow).
     const appliedBatches: SubBatch[] = [];
-    const created: { partition: Partition; table: HourTable; hour: number; key: string; batch: SubBatch }[] = [];
+    const created: (Partition | HourTable | number | string | SubBatch)[] = [];
     let duplicates = 0;
     const stamp = tick();
     const now = opts?.now ?? Date.now();
@@ -191,7 +202,7 @@ export class PartitionStore {
         if (slot < 0) {
           const shared = internKey(key);
           slot = table!.add(shared);
-          created.push({ partition, table: table!, hour, key: shared, batch });
+          created.push(partition, table!, hour, shared, batch);
         }
         const sums = table!.sums;
         const newTx = sums[2 * slot] + tx;
@@ -208,10 +219,15 @@ export class PartitionStore {
       }
       appliedBatches.push(batch);
     }
-    for (const c of created) {
-      c.partition.flowCount++;
-      if (c.batch.idempotencyKey !== undefined) this.rememberCreation(c.batch, c.table, c.hour, c.key);
+    let lastBatch: SubBatch | null = null;
+    for (let c = 0; c < created.length; c += CREATED_STRIDE) {
+      (created[c] as Partition).flowCount++;
+      const batch = created[c + 4] as SubBatch;
+      if (batch.idempotencyKey === undefined) continue;
+      this.rememberCreation(batch, created[c + 1] as HourTable, created[c + 2] as number, created[c + 3] as string, batch !== lastBatch);
+      lastBatch = batch;
     }
+    if (lastBatch !== null) this.forgetOldCreations();
     let records = 0;
     for (const batch of appliedBatches) {
       records += batch.entries.length / ENTRY_STRIDE;
@@ -223,19 +239,61 @@ export class PartitionStore {
 
   /**
    * The keys each recent keyed sub-batch created, so that revert() can remove them
-   * again. Only the last RECENT_CREATIONS sub-batches: a revert follows its apply
-   * within one request.
+   * again, by idempotency key (a cluster write's sub-batches share one). At least the
+   * last RECENT_CREATIONS sub-batches: a revert follows its apply within one request.
+   * Flat per key, no object or string per sub-batch or flow: these outlive young
+   * collections, so whatever they allocate becomes old-space garbage on a shard node.
    */
-  private readonly creations = new Map<string, { table: HourTable; hour: number; key: string }[]>();
+  private readonly creations = new Map<string, Creations>();
+  /** Sub-batches over every entry of `creations`. */
+  private creationSubBatches = 0;
 
-  private rememberCreation(batch: SubBatch, table: HourTable, hour: number, key: string): void {
-    const id = `${batch.partition}\u0000${batch.idempotencyKey}`;
-    let list = this.creations.get(id);
-    if (list === undefined) {
-      this.creations.set(id, (list = []));
-      if (this.creations.size > RECENT_CREATIONS) this.creations.delete(this.creations.keys().next().value as string);
+  /** `first`: the first flow of this sub-batch in this apply. */
+  private rememberCreation(batch: SubBatch, table: HourTable, hour: number, key: string, first: boolean): void {
+    const id = batch.idempotencyKey as string;
+    let entry = this.creations.get(id);
+    if (entry === undefined) this.creations.set(id, (entry = { flows: [], subBatches: 0 }));
+    if (first) {
+      entry.subBatches++;
+      this.creationSubBatches++;
     }
-    list.push({ table, hour, key });
+    entry.flows.push(batch.partition, table, hour, key);
+  }
+
+  /** Oldest keys first, as long as the rest still hold RECENT_CREATIONS sub-batches. */
+  private forgetOldCreations(): void {
+    for (const [id, entry] of this.creations) {
+      if (this.creations.size === 1 || this.creationSubBatches - entry.subBatches < RECENT_CREATIONS) break;
+      this.creations.delete(id);
+      this.creationSubBatches -= entry.subBatches;
+    }
+  }
+
+  /** The flows the sub-batch (partition, idempotencyKey) created, taken out of `creations`, flat as there. */
+  private takeCreations(partition: number, id: string): (number | HourTable | string)[] {
+    const entry = this.creations.get(id);
+    if (entry === undefined) return [];
+    const taken: (number | HourTable | string)[] = [];
+    const f = entry.flows;
+    let kept = 0;
+    for (let i = 0; i < f.length; i += CREATION_STRIDE) {
+      if (f[i] === partition) {
+        taken.push(f[i], f[i + 1], f[i + 2], f[i + 3]);
+        continue;
+      }
+      for (let j = 0; j < CREATION_STRIDE; j++) f[kept + j] = f[i + j];
+      kept += CREATION_STRIDE;
+    }
+    if (taken.length > 0) {
+      f.length = kept;
+      entry.subBatches--;
+      this.creationSubBatches--;
+    }
+    if (kept === 0) {
+      this.creations.delete(id);
+      this.creationSubBatches -= entry.subBatches;
+    }
+    return taken;
   }
 
   /**
@@ -261,16 +319,17 @@ export class PartitionStore {
         table!.sums[2 * slot + 1] -= e[i + 3] as number;
         table!.stamp = tick();
       }
-      const id = `${batch.partition}\u0000${key}`;
-      for (const c of this.creations.get(id) ?? []) {
-        const slot = c.table.find(c.key);
-        if (slot >= 0 && c.table.tx(slot) === 0 && c.table.rx(slot) === 0) {
-          c.table.removeSlot(slot);
+      const created = this.takeCreations(batch.partition, key);
+      for (let c = 0; c < created.length; c += CREATION_STRIDE) {
+        const table = created[c + 1] as HourTable;
+        const flowKey = created[c + 3] as string;
+        const slot = table.find(flowKey);
+        if (slot >= 0 && table.tx(slot) === 0 && table.rx(slot) === 0) {
+          table.removeSlot(slot);
           partition.flowCount--;
-          removed?.push([batch.partition, c.hour, c.key]);
+          removed?.push([batch.partition, created[c + 2] as number, flowKey]);
         }
       }
-      this.creations.delete(id);
       partition.forget(key);
       reverted++;
     }
@@ -295,7 +354,7 @@ export class PartitionStore {
     }
   }
 
-  private undo(appliedBatches: SubBatch[], created: { partition: Partition; table: HourTable }[]): void {
+  private undo(appliedBatches: SubBatch[], created: unknown[]): void {
     for (let b = appliedBatches.length - 1; b >= 0; b--) {
       const { partition: id, entries: e } = appliedBatches[b];
       const partition = this.partition(id);
@@ -307,7 +366,7 @@ export class PartitionStore {
         table.stamp = tick();
       }
     }
-    for (let c = created.length - 1; c >= 0; c--) created[c].table.popSlot();
+    for (let c = created.length - CREATED_STRIDE; c >= 0; c -= CREATED_STRIDE) (created[c + 1] as HourTable).popSlot();
   }
 
   /** Merged views of recently read hours (src/hour-view.ts). */
