@@ -39,20 +39,28 @@ function grown(cap: number): number {
  * The flows of one hour in one partition. Most tables are small (an hour's flows are
  * spread over all partitions: ~4 a table in the bench's memory scenario, 256 partitions),
  * so the layout is lean: the keys by slot, the sums interleaved (sums[2*slot] = bytes_tx,
- * sums[2*slot+1] = bytes_rx), both grown in small steps from 2 slots (doubling left ~45%
- * of the slots unused at ~4 flows a table), and five fields, what few tables need kept in
+ * sums[2*slot+1] = bytes_rx), both made as large as the batch that creates the table needs
+ * and grown in small steps after (doubling left ~45% of the slots unused at ~4 flows a
+ * table, and each step's copy is garbage), and five fields, what few tables need kept in
  * `extra` (measured at 1M flows over 256 partitions: 410 bytes a table before, see the
  * README's design notes).
  */
 export class HourTable {
   /** Keys by slot; entries at size and above are unused capacity. */
-  keys: string[] = new Array(2);
+  keys: string[];
   /** [tx, rx] per slot. */
-  sums: number[] = new Array(4);
+  sums: number[];
   size = 0;
   /** Stamp of the last change of any sum or key. */
   stamp = 0;
   private extra: TableExtra | null = null;
+
+  /** `capacity`: the slots to make room for (the keys the batch creating the table brings, at most). */
+  constructor(capacity = 2) {
+    const cap = Math.max(1, capacity);
+    this.keys = new Array(cap);
+    this.sums = new Array(2 * cap);
+  }
 
   /**
    * Slots removed so far (a removal moves another key into the slot; adding only appends).

@@ -118,10 +118,11 @@ export class Partition {
     this.windows.remember(this.id, idempotencyKey, now + this.ttlMs, now);
   }
 
-  hourTable(hour: number): HourTable {
+  /** The table of hour, made when missing with room for `capacity` keys. */
+  hourTable(hour: number, capacity?: number): HourTable {
     let table = this.hours.get(hour);
     if (table === undefined) {
-      table = new HourTable();
+      table = new HourTable(capacity);
       this.hours.set(hour, table);
     }
     return table;
@@ -131,6 +132,14 @@ export class Partition {
     const table = this.hours.get(hour);
     return table === undefined || table.size === 0 ? null : table.read(matches);
   }
+}
+
+/** Entries from index i on with the same hour as entry i, in a row (a new table's keys from this batch, at most). */
+function runOfHour(e: (string | number)[], i: number): number {
+  const hour = e[i + 1];
+  let n = 1;
+  for (let j = i + ENTRY_STRIDE; j < e.length && e[j + 1] === hour; j += ENTRY_STRIDE) n++;
+  return n;
 }
 
 /** Result of applying a batch: which sub-batches were skipped as already applied. */
@@ -195,7 +204,7 @@ export class PartitionStore {
         const tx = e[i + 2] as number;
         const rx = e[i + 3] as number;
         if (hour !== lastHour) {
-          table = partition.hourTable(hour);
+          table = partition.hours.get(hour) ?? partition.hourTable(hour, runOfHour(e, i));
           lastHour = hour;
         }
         let slot = table!.find(key);
@@ -450,7 +459,7 @@ export class PartitionStore {
   loadChunk(chunk: SnapshotChunk): void {
     const p = this.partition(chunk.partition);
     for (const [hour, keys, tx, rx] of chunk.hours) {
-      const table = p.hourTable(hour);
+      const table = p.hourTable(hour, keys.length);
       for (let i = 0; i < keys.length; i++) {
         let slot = table.find(keys[i]);
         if (slot < 0) {
