@@ -12,6 +12,7 @@
 import { DedupeWindows } from "./dedupe-window";
 import { HourTable, mergeRuns, tick, type FlowRun } from "./hour-table";
 import { HourViews, readView } from "./hour-view";
+import { CREATED_STRIDE, CREATION_STRIDE, RecentCreations } from "./creations";
 
 export { HourTable, mergeRuns, type FlowRun } from "./hour-table";
 import { decodeFlowKey, FlowFilter, internKey, keyMatcher } from "./flow-key";
@@ -50,18 +51,6 @@ export class SumOverflowError extends Error {
   }
 }
 
-/** Keyed sub-batches whose created flows PartitionStore.revert can still remove (at least the last this many). */
-const RECENT_CREATIONS = 8192;
-
-/** The flows one idempotency key's sub-batches created, flat: [partition, table, hour, key]*, in creation order. */
-interface Creations {
-  flows: (number | HourTable | string)[];
-  /** Sub-batches with flows in `flows`. */
-  subBatches: number;
-}
-const CREATION_STRIDE = 4;
-/** PartitionStore.apply's undo list: [partition, table, hour, key, sub-batch]* (a slot each). */
-const CREATED_STRIDE = 5;
 
 /** Views are built for hours with at least this many flows; smaller hours merge fast enough. */
 const VIEW_MIN_FLOWS = 512;
@@ -228,15 +217,8 @@ export class PartitionStore {
       }
       appliedBatches.push(batch);
     }
-    let lastBatch: SubBatch | null = null;
-    for (let c = 0; c < created.length; c += CREATED_STRIDE) {
-      (created[c] as Partition).flowCount++;
-      const batch = created[c + 4] as SubBatch;
-      if (batch.idempotencyKey === undefined) continue;
-      this.rememberCreation(batch, created[c + 1] as HourTable, created[c + 2] as number, created[c + 3] as string, batch !== lastBatch);
-      lastBatch = batch;
-    }
-    if (lastBatch !== null) this.forgetOldCreations();
+    for (let c = 0; c < created.length; c += CREATED_STRIDE) (created[c] as Partition).flowCount++;
+    if (created.length > 0) this.creations.remember(created);
     let records = 0;
     for (const batch of appliedBatches) {
       records += batch.entries.length / ENTRY_STRIDE;
@@ -246,64 +228,8 @@ export class PartitionStore {
     return { applied: appliedBatches.length, duplicates, records };
   }
 
-  /**
-   * The keys each recent keyed sub-batch created, so that revert() can remove them
-   * again, by idempotency key (a cluster write's sub-batches share one). At least the
-   * last RECENT_CREATIONS sub-batches: a revert follows its apply within one request.
-   * Flat per key, no object or string per sub-batch or flow: these outlive young
-   * collections, so whatever they allocate becomes old-space garbage on a shard node.
-   */
-  private readonly creations = new Map<string, Creations>();
-  /** Sub-batches over every entry of `creations`. */
-  private creationSubBatches = 0;
-
-  /** `first`: the first flow of this sub-batch in this apply. */
-  private rememberCreation(batch: SubBatch, table: HourTable, hour: number, key: string, first: boolean): void {
-    const id = batch.idempotencyKey as string;
-    let entry = this.creations.get(id);
-    if (entry === undefined) this.creations.set(id, (entry = { flows: [], subBatches: 0 }));
-    if (first) {
-      entry.subBatches++;
-      this.creationSubBatches++;
-    }
-    entry.flows.push(batch.partition, table, hour, key);
-  }
-
-  /** Oldest keys first, as long as the rest still hold RECENT_CREATIONS sub-batches. */
-  private forgetOldCreations(): void {
-    for (const [id, entry] of this.creations) {
-      if (this.creations.size === 1 || this.creationSubBatches - entry.subBatches < RECENT_CREATIONS) break;
-      this.creations.delete(id);
-      this.creationSubBatches -= entry.subBatches;
-    }
-  }
-
-  /** The flows the sub-batch (partition, idempotencyKey) created, taken out of `creations`, flat as there. */
-  private takeCreations(partition: number, id: string): (number | HourTable | string)[] {
-    const entry = this.creations.get(id);
-    if (entry === undefined) return [];
-    const taken: (number | HourTable | string)[] = [];
-    const f = entry.flows;
-    let kept = 0;
-    for (let i = 0; i < f.length; i += CREATION_STRIDE) {
-      if (f[i] === partition) {
-        taken.push(f[i], f[i + 1], f[i + 2], f[i + 3]);
-        continue;
-      }
-      for (let j = 0; j < CREATION_STRIDE; j++) f[kept + j] = f[i + j];
-      kept += CREATION_STRIDE;
-    }
-    if (taken.length > 0) {
-      f.length = kept;
-      entry.subBatches--;
-      this.creationSubBatches--;
-    }
-    if (kept === 0) {
-      this.creations.delete(id);
-      this.creationSubBatches -= entry.subBatches;
-    }
-    return taken;
-  }
+  /** What recent keyed sub-batches created, for revert() (src/creations.ts). */
+  private readonly creations = new RecentCreations();
 
   /**
    * Undo keyed sub-batches applied earlier (a cluster write refused by another owner
@@ -328,15 +254,15 @@ export class PartitionStore {
         table!.sums[2 * slot + 1] -= e[i + 3] as number;
         table!.stamp = tick();
       }
-      const created = this.takeCreations(batch.partition, key);
+      const created = this.creations.take(batch.partition, key);
       for (let c = 0; c < created.length; c += CREATION_STRIDE) {
-        const table = created[c + 1] as HourTable;
-        const flowKey = created[c + 3] as string;
+        const table = created[c] as HourTable;
+        const flowKey = created[c + 2] as string;
         const slot = table.find(flowKey);
         if (slot >= 0 && table.tx(slot) === 0 && table.rx(slot) === 0) {
           table.removeSlot(slot);
           partition.flowCount--;
-          removed?.push([batch.partition, created[c + 2] as number, flowKey]);
+          removed?.push([batch.partition, created[c + 1] as number, flowKey]);
         }
       }
       partition.forget(key);
