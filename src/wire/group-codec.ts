@@ -59,35 +59,9 @@ function commonKey(batches: readonly SubBatch[]): string | undefined {
 
 /** A group of sub-batches (one request's for one node) as bytes. */
 export function encodeGroup(batches: readonly SubBatch[]): Buffer {
-  const w = scratchWriter(groupSizeBound(batches));
+  const w = new Writer(groupSizeBound(batches));
   writeGroup(w, batches);
-  return copied(w);
-}
-
-/**
- * Where groups and messages are encoded: one buffer for every encode, the result copied
- * out at its exact size. A Writer per encode made a buffer of the size bound (~2.6x the
- * bytes written, in a gateway that coalesces requests: 81 KB for 31 KB), held as long as
- * the message; buffers are memory outside V8's heap, freed only when a GC finds them dead,
- * and the gateway's RSS grew by what accumulated in between (the bench's memory scenario).
- */
-const scratch = new Writer(64 * 1024);
-/** A scratch grown past this is dropped after use, not kept. */
-const SCRATCH_KEPT = 1024 * 1024;
-
-function scratchWriter(bound: number): Writer {
-  scratch.at = 0;
-  scratch.room(bound);
-  return scratch;
-}
-
-/** The scratch's bytes, copied at their size. */
-function copied(w: Writer): Buffer {
-  const out = Buffer.allocUnsafe(w.at);
-  w.buf.copy(out, 0, 0, w.at);
-  if (w.buf.length > SCRATCH_KEPT) w.buf = Buffer.allocUnsafe(64 * 1024);
-  w.at = 0;
-  return out;
+  return w.done();
 }
 
 /** At least the bytes of the group encoded (keys at 3 bytes a unit, escapes aside): one allocation, no growing. */
@@ -245,7 +219,7 @@ export function selectedBatches({ group, parts }: SelectedGroup): SubBatch[] {
 export function encodeMessage(epoch: number, groups: readonly SelectedGroup[]): Buffer {
   let size = 13;
   for (const g of groups) size += selectionBytes(g.parts) + 4 + (g.group.bytes?.length ?? groupSizeBound(g.group.batches));
-  const w = scratchWriter(size);
+  const w = new Writer(size);
   w.u8(MESSAGE_FORMAT);
   w.f64(epoch);
   w.u32(groups.length);
@@ -263,7 +237,7 @@ export function encodeMessage(epoch: number, groups: readonly SelectedGroup[]): 
     }
     w.buf.writeUInt32LE(w.at - lengthAt - 4, lengthAt);
   }
-  return copied(w);
+  return w.done();
 }
 
 /** A message's epoch and groups, decoded. */
