@@ -104,6 +104,29 @@ export function placedKey(srcApp: string, destApp: string, vpcId: string): Place
   return placed;
 }
 
+/**
+ * One string per distinct flow key in the store: a key that arrives from another node was
+ * parsed from the message's JSON (a fresh string per message), so without this every
+ * hour and partition holding a flow kept its own copy (~56 bytes a flow on a shard node,
+ * as much as the rest of its slot). Called only when a store creates a slot. Bounded like
+ * the key cache above: two generations of KEY_CACHE_GENERATION keys; a key no longer
+ * here is still shared by the tables holding it, only not with its next arrival.
+ */
+let internedKeys = new Map<string, string>();
+let oldInternedKeys = new Map<string, string>();
+
+export function internKey(key: string): string {
+  const known = internedKeys.get(key);
+  if (known !== undefined) return known;
+  const shared = oldInternedKeys.get(key) ?? key;
+  if (internedKeys.size >= KEY_CACHE_GENERATION) {
+    oldInternedKeys = internedKeys;
+    internedKeys = new Map();
+  }
+  internedKeys.set(shared, shared);
+  return shared;
+}
+
 /** The encoded key of a flow and its partition (partitionOf of that key). */
 export function placeFlow(srcApp: string, destApp: string, vpcId: string, hour: number, partitions: number): { key: string; partition: number } {
   const placed = placedKey(srcApp, destApp, vpcId);

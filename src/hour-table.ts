@@ -23,32 +23,63 @@ export function tick(): number {
 /** Tables up to this many keys find a key by scanning; larger ones keep a Map. */
 const SCAN_MAX = 8;
 
+/** What only some tables need: the key -> slot Map (past SCAN_MAX keys), the sorted order (once read), removals (reverts). */
+interface TableExtra {
+  index: Map<string, number> | null;
+  order: Uint32Array | null;
+  removals: number;
+}
+
+/** The capacity after `cap` slots: +2 while small (most tables hold a few flows), then x1.5. */
+function grown(cap: number): number {
+  return cap < 8 ? cap + 2 : cap + (cap >> 1);
+}
+
 /**
  * The flows of one hour in one partition. Most tables are small (an hour's flows are
- * spread over all partitions), so the layout is lean: the keys by slot, the sums
- * interleaved (sums[2*slot] = bytes_tx, sums[2*slot+1] = bytes_rx), both grown by
- * doubling from a small size, and a key -> slot Map only past SCAN_MAX keys.
+ * spread over all partitions: ~4 a table in the bench's memory scenario, 256 partitions),
+ * so the layout is lean: the keys by slot, the sums interleaved (sums[2*slot] = bytes_tx,
+ * sums[2*slot+1] = bytes_rx), both made as large as the batch that creates the table needs
+ * and grown in small steps after (doubling left ~45% of the slots unused at ~4 flows a
+ * table, and each step's copy is garbage), and five fields, what few tables need kept in
+ * `extra` (a store holding a shard's third of the bench's 1M flows, ~4 flows a table:
+ * 410 live bytes a table with eight fields and doubling, 335 now).
  */
 export class HourTable {
   /** Keys by slot; entries at size and above are unused capacity. */
-  keys: string[] = new Array(2);
+  keys: string[];
   /** [tx, rx] per slot. */
-  sums: number[] = new Array(4);
+  sums: number[];
   size = 0;
-  private index: Map<string, number> | null = null;
-  /** Slots ordered by key; dropped whenever a key is added or removed. */
-  private order: Uint32Array | null = null;
   /** Stamp of the last change of any sum or key. */
   stamp = 0;
-  /** Stamp of the last change of the set of keys. */
-  keyStamp = 0;
-  /** Slots removed so far (a removal moves another key into the slot; adding only appends). */
-  removals = 0;
+  private extra: TableExtra | null = null;
+
+  /** `capacity`: the slots to make room for (the keys the batch creating the table brings, at most). */
+  constructor(capacity = 2) {
+    const cap = Math.max(1, capacity);
+    this.keys = new Array(cap);
+    this.sums = new Array(2 * cap);
+  }
+
+  /**
+   * Slots removed so far (a removal moves another key into the slot; adding only appends).
+   * The set of keys is unchanged as long as (size, removals) is: an added key raises size,
+   * a removed one raises removals (src/hour-view.ts checks its views so).
+   */
+  get removals(): number {
+    return this.extra === null ? 0 : this.extra.removals;
+  }
+
+  private extras(): TableExtra {
+    return (this.extra ??= { index: null, order: null, removals: 0 });
+  }
 
   /** The slot of key, or -1. */
   find(key: string): number {
-    if (this.index !== null) {
-      const slot = this.index.get(key);
+    const index = this.extra === null ? null : this.extra.index;
+    if (index !== null) {
+      const slot = index.get(key);
       return slot === undefined ? -1 : slot;
     }
     const keys = this.keys;
@@ -62,11 +93,13 @@ export class HourTable {
     return slot >= 0 ? slot : this.add(key);
   }
 
-  private add(key: string): number {
+  /** Append a key the table does not hold (the caller found none): its new slot, zero sums. */
+  add(key: string): number {
     const slot = this.size;
     if (slot === this.keys.length) {
-      const keys = new Array<string>(slot * 2);
-      const sums = new Array<number>(slot * 4);
+      const cap = grown(slot);
+      const keys = new Array<string>(cap);
+      const sums = new Array<number>(cap * 2);
       for (let i = 0; i < slot; i++) keys[i] = this.keys[i];
       for (let i = 0; i < slot * 2; i++) sums[i] = this.sums[i];
       this.keys = keys;
@@ -76,14 +109,17 @@ export class HourTable {
     this.sums[2 * slot] = 0;
     this.sums[2 * slot + 1] = 0;
     this.size = slot + 1;
-    if (this.index !== null) this.index.set(key, slot);
-    else if (this.size > SCAN_MAX) {
+    const extra = this.extra;
+    if (extra !== null) {
+      if (extra.index !== null) extra.index.set(key, slot);
+      extra.order = null;
+    }
+    if (this.size > SCAN_MAX && (extra === null || extra.index === null)) {
       const index = new Map<string, number>();
       for (let i = 0; i < this.size; i++) index.set(this.keys[i], i);
-      this.index = index;
+      this.extras().index = index;
     }
-    this.order = null;
-    this.stamp = this.keyStamp = tick();
+    this.stamp = tick();
     return slot;
   }
 
@@ -91,30 +127,32 @@ export class HourTable {
   removeSlot(slot: number): void {
     const last = this.size - 1;
     const key = this.keys[slot];
+    const extra = this.extras();
     if (slot !== last) {
       const moved = this.keys[last];
       this.keys[slot] = moved;
       this.sums[2 * slot] = this.sums[2 * last];
       this.sums[2 * slot + 1] = this.sums[2 * last + 1];
-      if (this.index !== null) this.index.set(moved, slot);
+      if (extra.index !== null) extra.index.set(moved, slot);
     }
     this.keys[last] = undefined as unknown as string;
     this.size = last;
-    this.removals++;
-    if (this.index !== null) this.index.delete(key);
-    this.order = null;
-    this.stamp = this.keyStamp = tick();
+    extra.removals++;
+    if (extra.index !== null) extra.index.delete(key);
+    extra.order = null;
+    this.stamp = tick();
   }
 
   /** Remove the newest slot (rollback of the batch that created it). */
   popSlot(): void {
     const slot = --this.size;
-    this.removals++;
+    const extra = this.extras();
+    extra.removals++;
     const key = this.keys[slot];
     this.keys[slot] = undefined as unknown as string;
-    if (this.index !== null) this.index.delete(key);
-    this.order = null;
-    this.stamp = this.keyStamp = tick();
+    if (extra.index !== null) extra.index.delete(key);
+    extra.order = null;
+    this.stamp = tick();
   }
 
   tx(slot: number): number {
@@ -126,14 +164,15 @@ export class HourTable {
   }
 
   sortedSlots(): Uint32Array {
-    if (this.order === null) {
+    const extra = this.extras();
+    if (extra.order === null) {
       const keys = this.keys;
       const order = new Uint32Array(this.size);
       for (let i = 0; i < order.length; i++) order[i] = i;
       order.sort((a, b) => (keys[a] < keys[b] ? -1 : 1));
-      this.order = order;
+      extra.order = order;
     }
-    return this.order;
+    return extra.order;
   }
 
   /** The hour's flows in key order, optionally filtered. */

@@ -5,14 +5,17 @@
  * Memory layout (the service keeps millions of flows): per hour and partition, an
  * HourTable of keys by slot and interleaved sums (plus a key -> slot Map once it is
  * not small). No object per flow; slots are never freed except by rolling back the
- * batch that made them. Keys are flat strings shared with the write path's key cache.
+ * batch that made them. Keys are flat strings, one per distinct key (internKey): shared
+ * by every hour and partition holding the flow, whether it came from this node's write
+ * path or from another node's message.
  */
 import { DedupeWindows } from "./dedupe-window";
 import { HourTable, mergeRuns, tick, type FlowRun } from "./hour-table";
 import { HourViews, readView } from "./hour-view";
+import { CREATED_STRIDE, CREATION_STRIDE, RecentCreations } from "./creations";
 
 export { HourTable, mergeRuns, type FlowRun } from "./hour-table";
-import { decodeFlowKey, FlowFilter, keyMatcher } from "./flow-key";
+import { decodeFlowKey, FlowFilter, internKey, keyMatcher } from "./flow-key";
 
 /**
  * One owner's share of a batch: the entries of one partition, flat, four values per
@@ -48,8 +51,6 @@ export class SumOverflowError extends Error {
   }
 }
 
-/** Keyed sub-batches whose created flows PartitionStore.revert can still remove. */
-const RECENT_CREATIONS = 8192;
 
 /** Views are built for hours with at least this many flows; smaller hours merge fast enough. */
 const VIEW_MIN_FLOWS = 512;
@@ -109,10 +110,11 @@ export class Partition {
     this.windows.remember(this.id, idempotencyKey, now + this.ttlMs, now);
   }
 
-  hourTable(hour: number): HourTable {
+  /** The table of hour, made when missing with room for `capacity` keys. */
+  hourTable(hour: number, capacity?: number): HourTable {
     let table = this.hours.get(hour);
     if (table === undefined) {
-      table = new HourTable();
+      table = new HourTable(capacity);
       this.hours.set(hour, table);
     }
     return table;
@@ -122,6 +124,14 @@ export class Partition {
     const table = this.hours.get(hour);
     return table === undefined || table.size === 0 ? null : table.read(matches);
   }
+}
+
+/** Entries from index i on with the same hour as entry i, in a row (a new table's keys from this batch, at most). */
+function runOfHour(e: (string | number)[], i: number): number {
+  const hour = e[i + 1];
+  let n = 1;
+  for (let j = i + ENTRY_STRIDE; j < e.length && e[j + 1] === hour; j += ENTRY_STRIDE) n++;
+  return n;
 }
 
 /** Result of applying a batch: which sub-batches were skipped as already applied. */
@@ -163,9 +173,10 @@ export class PartitionStore {
    */
   apply(batches: SubBatch[], opts?: { now?: number; replay?: boolean; applied?: SubBatch[] }): ApplyResult {
     // Undo log, filled only as far as needed: the applied (partition-local) prefix of
-    // each sub-batch, and the tables in which a slot was created, in creation order.
+    // each sub-batch, and the tables in which a slot was created, in creation order
+    // (flat, CREATED_STRIDE values a slot: no object per created flow).
     const appliedBatches: SubBatch[] = [];
-    const created: { partition: Partition; table: HourTable; hour: number; key: string; batch: SubBatch }[] = [];
+    const created: (Partition | HourTable | number | string | SubBatch)[] = [];
     let duplicates = 0;
     const stamp = tick();
     const now = opts?.now ?? Date.now();
@@ -185,13 +196,14 @@ export class PartitionStore {
         const tx = e[i + 2] as number;
         const rx = e[i + 3] as number;
         if (hour !== lastHour) {
-          table = partition.hourTable(hour);
+          table = partition.hours.get(hour) ?? partition.hourTable(hour, runOfHour(e, i));
           lastHour = hour;
         }
         let slot = table!.find(key);
         if (slot < 0) {
-          slot = table!.slotOf(key);
-          created.push({ partition, table: table!, hour, key, batch });
+          const shared = internKey(key);
+          slot = table!.add(shared);
+          created.push(partition, table!, hour, shared, batch);
         }
         const sums = table!.sums;
         const newTx = sums[2 * slot] + tx;
@@ -208,10 +220,8 @@ export class PartitionStore {
       }
       appliedBatches.push(batch);
     }
-    for (const c of created) {
-      c.partition.flowCount++;
-      if (c.batch.idempotencyKey !== undefined) this.rememberCreation(c.batch, c.table, c.hour, c.key);
-    }
+    for (let c = 0; c < created.length; c += CREATED_STRIDE) (created[c] as Partition).flowCount++;
+    if (created.length > 0) this.creations.remember(created);
     let records = 0;
     for (const batch of appliedBatches) {
       records += batch.entries.length / ENTRY_STRIDE;
@@ -221,22 +231,8 @@ export class PartitionStore {
     return { applied: appliedBatches.length, duplicates, records };
   }
 
-  /**
-   * The keys each recent keyed sub-batch created, so that revert() can remove them
-   * again. Only the last RECENT_CREATIONS sub-batches: a revert follows its apply
-   * within one request.
-   */
-  private readonly creations = new Map<string, { table: HourTable; hour: number; key: string }[]>();
-
-  private rememberCreation(batch: SubBatch, table: HourTable, hour: number, key: string): void {
-    const id = `${batch.partition}\u0000${batch.idempotencyKey}`;
-    let list = this.creations.get(id);
-    if (list === undefined) {
-      this.creations.set(id, (list = []));
-      if (this.creations.size > RECENT_CREATIONS) this.creations.delete(this.creations.keys().next().value as string);
-    }
-    list.push({ table, hour, key });
-  }
+  /** What recent keyed sub-batches created, for revert() (src/creations.ts). */
+  private readonly creations = new RecentCreations();
 
   /**
    * Undo keyed sub-batches applied earlier (a cluster write refused by another owner
@@ -261,16 +257,17 @@ export class PartitionStore {
         table!.sums[2 * slot + 1] -= e[i + 3] as number;
         table!.stamp = tick();
       }
-      const id = `${batch.partition}\u0000${key}`;
-      for (const c of this.creations.get(id) ?? []) {
-        const slot = c.table.find(c.key);
-        if (slot >= 0 && c.table.tx(slot) === 0 && c.table.rx(slot) === 0) {
-          c.table.removeSlot(slot);
+      const created = this.creations.take(batch.partition, key);
+      for (let c = 0; c < created.length; c += CREATION_STRIDE) {
+        const table = created[c] as HourTable;
+        const flowKey = created[c + 2] as string;
+        const slot = table.find(flowKey);
+        if (slot >= 0 && table.tx(slot) === 0 && table.rx(slot) === 0) {
+          table.removeSlot(slot);
           partition.flowCount--;
-          removed?.push([batch.partition, c.hour, c.key]);
+          removed?.push([batch.partition, created[c + 1] as number, flowKey]);
         }
       }
-      this.creations.delete(id);
       partition.forget(key);
       reverted++;
     }
@@ -295,7 +292,7 @@ export class PartitionStore {
     }
   }
 
-  private undo(appliedBatches: SubBatch[], created: { partition: Partition; table: HourTable }[]): void {
+  private undo(appliedBatches: SubBatch[], created: unknown[]): void {
     for (let b = appliedBatches.length - 1; b >= 0; b--) {
       const { partition: id, entries: e } = appliedBatches[b];
       const partition = this.partition(id);
@@ -307,7 +304,7 @@ export class PartitionStore {
         table.stamp = tick();
       }
     }
-    for (let c = created.length - 1; c >= 0; c--) created[c].table.popSlot();
+    for (let c = created.length - CREATED_STRIDE; c >= 0; c -= CREATED_STRIDE) (created[c + 1] as HourTable).popSlot();
   }
 
   /** Merged views of recently read hours (src/hour-view.ts). */
@@ -391,11 +388,13 @@ export class PartitionStore {
   loadChunk(chunk: SnapshotChunk): void {
     const p = this.partition(chunk.partition);
     for (const [hour, keys, tx, rx] of chunk.hours) {
-      const table = p.hourTable(hour);
+      const table = p.hourTable(hour, keys.length);
       for (let i = 0; i < keys.length; i++) {
-        const before = table.size;
-        const slot = table.slotOf(keys[i]);
-        if (table.size !== before) p.flowCount++;
+        let slot = table.find(keys[i]);
+        if (slot < 0) {
+          slot = table.add(internKey(keys[i]));
+          p.flowCount++;
+        }
         table.sums[2 * slot] += tx[i];
         table.sums[2 * slot + 1] += rx[i];
         table.stamp = tick();

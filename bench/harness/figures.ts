@@ -77,6 +77,8 @@ export interface TargetFigures {
     batch1000: RunDetails | null;
     get_hour_100k: { flows_returned: number; body_bytes: number; samples_ms: number[] } | null;
     load_1m: { posts: number; failed: number; seconds: number } | null;
+    /** The memory scenario's RSS per node process (the sum's parts). */
+    rss_by_process_1m?: { name: string; baseline_bytes: number; after_1m_bytes: number }[];
     batch100_paired?: PairedResult | null;
     batch1000_paired?: PairedResult | null;
     paired_reference?: { rss_start_bytes: number; rss_end_bytes: number } | null;
