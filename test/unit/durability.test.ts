@@ -144,6 +144,29 @@ describe("journal: recovery and checkpoints", () => {
     await journal.close();
   });
 
+  test("rounds by log size wait for as much log as the last round wrote (checkpoint bytes stay at most the log's)", async () => {
+    const dir = tempDir();
+    const store = new PartitionStore(options);
+    const journal = new Journal({ dir, mode: "sync", partitions: 8, store, log: quiet, checkpointBytes: 200, checkpointMs: 3_600_000 });
+    // Many flows in every partition: a round writes far more than 200 bytes.
+    for (let i = 0; i < 400; i++) applyLogged(store, journal, [batch(i % 8, `flow-${i}-${"x".repeat(30)}`, 1)]);
+    await journal.durable();
+    const first = await journal.checkpoint();
+    expect(first.partitions).toBe(8);
+    const roundBytes = fs.readdirSync(path.join(dir, "checkpoints")).reduce((n, f) => n + fs.statSync(path.join(dir, "checkpoints", f)).size, 0);
+    expect(roundBytes).toBeGreaterThan(10_000);
+    // More than checkpointBytes of log, less than the last round wrote: not due yet.
+    let logged = 0;
+    for (let i = 0; logged < 1_000; i++, logged += 60) applyLogged(store, journal, [batch(i % 8, `a-${i}`, 1)]);
+    await journal.durable();
+    expect((await journal.checkpoint()).partitions).toBe(0);
+    // Once the log since the last round passes what it wrote: due.
+    for (let i = 0; logged < roundBytes + 1_000; i++, logged += 60) applyLogged(store, journal, [batch(i % 8, `b-${i}`, 1)]);
+    await journal.durable();
+    expect((await journal.checkpoint()).partitions).toBe(8);
+    await journal.close();
+  });
+
   test("checkpoints let the log go: segments every partition's checkpoint covers are deleted", async () => {
     const dir = tempDir();
     const store = new PartitionStore(options);
