@@ -101,7 +101,7 @@ export interface GroupSource {
 
 /**
  * The sum of the shards' partial groups, one entry per group key. Sorted sources are
- * merged (in key order, k heads compared); any unsorted one (a shard in this process)
+ * merged (in key order, the heads compared); any unsorted one (a shard in this process)
  * makes them added up by key instead.
  */
 export function mergeGroups(sources: readonly GroupSource[]): GroupColumns {
@@ -123,26 +123,14 @@ export function mergeGroups(sources: readonly GroupSource[]): GroupColumns {
   const pageAt = new Array<number>(sources.length).fill(0);
   const at = new Array<number>(sources.length).fill(0);
   const heads = pages.map((p) => (p.length > 0 ? p[0].keys[0] : ""));
-  // A binary heap of the sources not yet used up, the one with the smallest head key at its root.
-  const heap = pages.map((_, s) => s).filter((s) => pages[s].length > 0);
-  const sift = (p: number) => {
-    for (;;) {
-      const l = 2 * p + 1;
-      let least = p;
-      if (l < heap.length && heads[heap[l]] < heads[heap[least]]) least = l;
-      if (l + 1 < heap.length && heads[heap[l + 1]] < heads[heap[least]]) least = l + 1;
-      if (least === p) return;
-      const t = heap[p];
-      heap[p] = heap[least];
-      heap[least] = t;
-      p = least;
-    }
-  };
-  for (let p = (heap.length >> 1) - 1; p >= 0; p--) sift(p);
+  // The sources not yet used up; the one whose head key is lowest goes next (a few nodes: a scan beats a heap, as in hour-merge.ts).
+  const live = pages.map((_, s) => s).filter((s) => pages[s].length > 0);
   let j = -1;
   let last = "";
-  while (heap.length > 0) {
-    const s = heap[0];
+  while (live.length > 0) {
+    let low = 0;
+    for (let w = 1; w < live.length; w++) if (heads[live[w]] < heads[live[low]]) low = w;
+    const s = live[low];
     const page = pages[s][pageAt[s]];
     const i = at[s]++;
     const key = heads[s];
@@ -154,11 +142,7 @@ export function mergeGroups(sources: readonly GroupSource[]): GroupColumns {
     else if (++pageAt[s] < pages[s].length) {
       at[s] = 0;
       heads[s] = pages[s][pageAt[s]].keys[0];
-    } else {
-      heap[0] = heap[heap.length - 1];
-      heap.pop();
-    }
-    sift(0);
+    } else live.splice(low, 1);
   }
   const n = j + 1;
   keys.length = n;
