@@ -19,7 +19,8 @@ import { GroupSums, type GroupColumns } from "./top";
 
 export const MAX_GROUP_IDS = 1_000_000;
 
-const byKey =
+/** Compares indexes by the keys at them (JavaScript's string order). */
+export const byKey =
   (keys: readonly string[]) =>
   (a: number, b: number): number =>
     keys[a] < keys[b] ? -1 : keys[a] > keys[b] ? 1 : 0;

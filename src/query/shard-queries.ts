@@ -18,7 +18,7 @@ import { BoundedCursors } from "../cursors";
 import { cursorExpired, MESSAGE_BYTES, noSuchPage, type GroupsPage, type GroupsParams, type HourBounds, type HoursParams } from "../protocol";
 import { encodeRunPage, RUN_PAGE_VERSION_AT } from "../wire/run-codec";
 import { GroupSums, groupKeyOf, type GroupColumns } from "./top";
-import { groupIdsOf, type GroupIds } from "./group-ids";
+import { byKey, groupIdsOf, type GroupIds } from "./group-ids";
 
 /** Longest stretch of adding up before the event loop gets a turn. */
 const YIELD_MS = 20;
@@ -84,7 +84,7 @@ export const MAX_CURSOR_GROUPS = 8_000_000;
 /** The same groups in key order. */
 function inKeyOrder(sums: GroupColumns): GroupColumns {
   const { keys } = sums;
-  const order = Array.from(keys, (_, i) => i).sort((a, b) => (keys[a] < keys[b] ? -1 : keys[a] > keys[b] ? 1 : 0));
+  const order = Array.from(keys, (_, i) => i).sort(byKey(keys));
   return {
     keys: order.map((i) => keys[i]),
     tx: Float64Array.from(order, (i) => sums.tx[i]),
