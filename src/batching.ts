@@ -5,7 +5,7 @@
  */
 import { placedKey } from "./flow-key";
 import { partitionOfKeyHash } from "./hash";
-import { ENTRY_STRIDE, estimateKeyBytes, KEY_BYTES_BASE, KEY_BYTES_PER_UNIT, type FlowRun, type SubBatch } from "./partition-store";
+import { ENTRY_STRIDE, estimateKeyBytes, KEY_BYTES_BASE, KEY_BYTES_PER_UNIT, type SubBatch } from "./partition-store";
 
 export interface FlowRecord {
   src_app: string;
@@ -165,17 +165,6 @@ export function splitOversized(batches: SubBatch[], maxBytes: number): SubBatch[
     flush();
   }
   return out;
-}
-
-/** The page of a read's run that starts at `offset`: consecutive flows up to maxBytes (at least one). */
-export function pageOfRun(run: FlowRun, offset: number, maxBytes: number): { run: FlowRun; next: number } {
-  let bytes = 0;
-  let end = offset;
-  while (end < run.keys.length && (end === offset || bytes + estimateKeyBytes(run.keys[end]) <= maxBytes)) {
-    bytes += estimateKeyBytes(run.keys[end]);
-    end++;
-  }
-  return { run: { keys: run.keys.slice(offset, end), tx: run.tx.slice(offset, end), rx: run.rx.slice(offset, end) }, next: end };
 }
 
 /** Sub-batches grouped into messages of at most maxBytes (each sub-batch already fits). */

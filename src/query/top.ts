@@ -14,7 +14,6 @@
  * that passed it (rankTop throws TotalOverflowError rather than answer a rounded number).
  */
 import { decodeFlowKey, keyMatcher, SEP, type FlowFilter } from "../flow-key";
-import { pageOfRun } from "../batching";
 
 export const GROUP_FIELDS = ["src_app", "dest_app", "vpc_id"] as const;
 export type GroupField = (typeof GROUP_FIELDS)[number];

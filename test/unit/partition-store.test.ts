@@ -1,4 +1,4 @@
-import { splitByPartition, groupByPrimary, partitionsByPrimary, splitOversized, packMessages, packMessagesSized, placeRecords, messageBytes, subBatchBytes, toMessage, fromMessage, pageOfRun, type FlowRecord } from "../../src/batching";
+import { splitByPartition, groupByPrimary, partitionsByPrimary, splitOversized, packMessages, packMessagesSized, placeRecords, messageBytes, subBatchBytes, toMessage, fromMessage, type FlowRecord } from "../../src/batching";
 import { encodeFlowKey } from "../../src/flow-key";
 import { estimateKeyBytes, mergeRuns, PartitionStore, SumOverflowError } from "../../src/partition-store";
 
@@ -155,22 +155,6 @@ describe("transport limits", () => {
       }
     }
     expect(placeRecords([], P)).toEqual({ batches: [], bytes: 0, plainKeys: true });
-  });
-
-  test("pageOfRun cuts a run into consecutive pages under the limit, at least one flow each", () => {
-    const keys = Array.from({ length: 100 }, (_, i) => `k${String(i).padStart(3, "0")}`);
-    const run = { keys, tx: keys.map((_, i) => i), rx: keys.map((_, i) => 2 * i) };
-    const pages = [];
-    for (let offset = 0; offset < keys.length; ) {
-      const { run: page, next } = pageOfRun(run, offset, 1000);
-      expect(page.keys.reduce((a, k) => a + estimateKeyBytes(k), 0)).toBeLessThanOrEqual(1000);
-      pages.push(page);
-      offset = next;
-    }
-    expect(pages.length).toBeGreaterThan(1);
-    expect(pages.flatMap((p) => p.keys)).toEqual(keys);
-    expect(pages.flatMap((p) => p.rx)).toEqual(run.rx);
-    expect(pageOfRun(run, 0, 1).run.keys).toEqual(["k000"]);
   });
 
   test("a message writes a shared dedupe key once; the receiver gets every sub-batch's key back", () => {
