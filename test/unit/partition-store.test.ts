@@ -1,6 +1,6 @@
 import { splitByPartition, groupByPrimary, partitionsByPrimary, splitOversized, packMessages, packMessagesSized, placeRecords, messageBytes, subBatchBytes, toMessage, fromMessage, type FlowRecord } from "../../src/batching";
 import { encodeFlowKey } from "../../src/flow-key";
-import { estimateKeyBytes, mergeRuns, PartitionStore, SumOverflowError } from "../../src/partition-store";
+import { mergeRuns, PartitionStore, SumOverflowError } from "../../src/partition-store";
 
 const MAX = Number.MAX_SAFE_INTEGER;
 const rec = (src_app: string, hour: number, bytes_tx: number, bytes_rx = 0, dest_app = "d", vpc_id = "v"): FlowRecord => ({ src_app, dest_app, vpc_id, hour, bytes_tx, bytes_rx });
