@@ -23,7 +23,6 @@
  *
  * No Moleculer here; mixins/binary.serializer.ts carries the page as its bytes.
  */
-import type { FlowRun } from "../hour-table";
 import { Reader, Writer } from "./bytes";
 
 export const RUN_PAGE_FORMAT = 0xb3;
