@@ -38,9 +38,8 @@ import { collectRecords, flowCsvChunks, flowJsonChunks } from "../src/query/flow
 import { mergePaged, type Paged } from "../src/query/hour-merge";
 import { ownerRead, readOwners, renderHour, type OwnerRead } from "../src/query/hour-read";
 import { readRange, widestHours } from "../src/query/range";
-import { groupColumnsOf, rankTop, TotalOverflowError, TOP_TOTALS, type GroupColumns, type TopMetric } from "../src/query/top";
-import { mergeGroups, type GroupSource } from "../src/query/group-ids";
-import { decodeRunPage } from "../src/wire/run-codec";
+import { rankTop, TotalOverflowError, TOP_TOTALS, type TopMetric } from "../src/query/top";
+import { groupSourceOf, mergeGroups, type GroupSource } from "../src/query/group-ids";
 
 // Param schemas are fixed when the service is defined: limits come from the environment.
 const limits = readSettings(process.env);
@@ -339,29 +338,7 @@ const FlowsService: ServiceSchema = {
     /** One primary's per-group sums for top-N, page by page. */
     async groupsFrom(ctx: Context, nodeID: string, params: object): Promise<GroupSource> {
       const answer = (await ctx.call(ShardActions.groups, params, { nodeID })) as GroupsPage | Buffer;
-      if (!Buffer.isBuffer(answer)) return { sorted: answer.inKeyOrder === true, pages: [answer.groups] };
-      // Another process's groups: binary pages (src/wire/run-codec.ts). Their `version` says
-      // how many: the rest are asked for at once (0, from an older shard node: one after another).
-      const first = decodeRunPage(answer);
-      const pages: GroupColumns[] = [groupColumnsOf(first)];
-      const cursor = first.cursor;
-      let inKeyOrder = first.inKeyOrder;
-      if (cursor !== null && first.version > 1) {
-        const more = Array.from({ length: first.version - 1 }, async (_, i) => {
-          const page = decodeRunPage((await ctx.call(ShardActions.groups, { cursor, page: i + 1 }, { nodeID })) as Buffer);
-          inKeyOrder &&= page.inKeyOrder;
-          return groupColumnsOf(page);
-        });
-        pages.push(...(await Promise.all(more)));
-      } else {
-        for (let page = first; page.cursor !== null; ) {
-          page = decodeRunPage((await ctx.call(ShardActions.groups, { cursor: page.cursor }, { nodeID })) as Buffer);
-          inKeyOrder &&= page.inKeyOrder;
-          pages.push(groupColumnsOf(page));
-        }
-      }
-      // A shard node of an older version sends its groups unsorted (and says nothing).
-      return { sorted: inKeyOrder, pages };
+      return groupSourceOf(answer, async (more) => (await ctx.call(ShardActions.groups, more, { nodeID })) as Buffer);
     },
 
     /**

@@ -15,7 +15,9 @@
  * Bounded: a grouping's ids are renumbered from scratch past MAX_GROUP_IDS (its
  * `generation` counts the renumberings, so lists of old ids can tell they are stale).
  */
-import { GroupSums, type GroupColumns } from "./top";
+import type { GroupsMoreParams, GroupsPage } from "../protocol";
+import { decodeRunPage } from "../wire/run-codec";
+import { groupColumnsOf, GroupSums, type GroupColumns } from "./top";
 
 export const MAX_GROUP_IDS = 1_000_000;
 
@@ -98,6 +100,36 @@ export function groupIdsOf(grouping: string): GroupIds {
 export interface GroupSource {
   sorted: boolean;
   pages: GroupColumns[];
+}
+
+/**
+ * A shard node's answer to flow-shard.groups as a source. In process: its columns. From
+ * another process: binary pages (src/wire/run-codec.ts) whose `version` says how many
+ * there are, the rest asked for with `more` at once (0, from an older shard node: one
+ * after another, each by the cursor of the last).
+ */
+export async function groupSourceOf(answer: GroupsPage | Buffer, more: (params: GroupsMoreParams) => Promise<Buffer>): Promise<GroupSource> {
+  if (!Buffer.isBuffer(answer)) return { sorted: answer.inKeyOrder === true, pages: [answer.groups] };
+  const first = decodeRunPage(answer);
+  const pages: GroupColumns[] = [groupColumnsOf(first)];
+  const cursor = first.cursor;
+  let inKeyOrder = first.inKeyOrder;
+  if (cursor !== null && first.version > 1) {
+    const rest = Array.from({ length: first.version - 1 }, async (_, i) => {
+      const page = decodeRunPage(await more({ cursor, page: i + 1 }));
+      inKeyOrder &&= page.inKeyOrder;
+      return groupColumnsOf(page);
+    });
+    pages.push(...(await Promise.all(rest)));
+  } else {
+    for (let page = first; page.cursor !== null; ) {
+      page = decodeRunPage(await more({ cursor: page.cursor }));
+      inKeyOrder &&= page.inKeyOrder;
+      pages.push(groupColumnsOf(page));
+    }
+  }
+  // A shard node of an older version sends its groups unsorted (and says nothing).
+  return { sorted: inKeyOrder, pages };
 }
 
 /**

@@ -2,9 +2,8 @@ import { splitByPartition, type FlowRecord } from "../../src/batching";
 import { PartitionStore } from "../../src/partition-store";
 import { ShardQueries } from "../../src/query/shard-queries";
 import type { GroupsPage, GroupsParams } from "../../src/protocol";
-import { GroupIds, groupIdsOf, MAX_GROUP_IDS, mergeGroups } from "../../src/query/group-ids";
-import { decodeRunPage } from "../../src/wire/run-codec";
-import { groupColumnsOf, GroupSums, type GroupColumns, type GroupField } from "../../src/query/top";
+import { GroupIds, groupIdsOf, groupSourceOf, MAX_GROUP_IDS, mergeGroups } from "../../src/query/group-ids";
+import { GroupSums, type GroupColumns, type GroupField } from "../../src/query/top";
 import { SEP } from "../../src/flow-key";
 
 const P = 8;
@@ -62,15 +61,14 @@ describe("group ids running out", () => {
     return sorted(sums);
   };
 
-  /** Each half of the partitions' groups as a remote gateway gets them (binary pages in key order, cursors followed), merged. */
+  /** Each part of the partitions' groups as a remote gateway gets them (groupSourceOf: binary pages in key order, the rest asked for at once), merged. */
   async function askRemote(queries: ShardQueries, halves: number[][], q: Omit<GroupsParams, "epoch" | "partitions">): Promise<GroupColumns> {
     const sources = [];
     for (const partitions of halves) {
-      let page = decodeRunPage((await queries.groups({ epoch: 1, partitions, ...q, inKeyOrder: true }, true)) as Buffer);
-      const pages = [groupColumnsOf(page)];
-      while (page.cursor !== null) pages.push(groupColumnsOf((page = decodeRunPage(queries.groupsMore(page.cursor)))));
-      expect(page.inKeyOrder).toBe(true);
-      sources.push({ sorted: page.inKeyOrder, pages });
+      const answer = (await queries.groups({ epoch: 1, partitions, ...q, inKeyOrder: true }, true)) as Buffer;
+      const source = await groupSourceOf(answer, async ({ cursor, page }) => queries.groupsMore(cursor, page));
+      expect(source.sorted).toBe(true);
+      sources.push(source);
     }
     return mergeGroups(sources);
   }
