@@ -27,10 +27,13 @@ import {
   type HoursParams,
   type LoadChunkParams,
   type ReadParams,
+  type LoadTailParams,
+  type PrepareCopyParams,
   type ReplicateParams,
   type RevertParams,
 } from "../src/protocol";
 import { Journal } from "../src/durability/journal";
+import { FollowerGaps } from "../src/shard/catch-up";
 import { CoordinatorRunner } from "../src/shard/coordinator-runner";
 import { Handoff } from "../src/shard/handoff";
 import { CoordinatorLease, type LeaseValue } from "../src/shard/lease";
@@ -88,11 +91,18 @@ const FlowShardService: ServiceSchema = {
       },
     },
 
-    /** Before a snapshot arrives: a fresh loading copy that queues forwarded writes. */
+    /** Before a snapshot or a log tail arrives: a loading copy that queues forwarded writes. */
     prepareCopy: {
       visibility: "public",
-      handler(ctx: Context<{ partition: number }>) {
-        return (this.handoff as Handoff).prepareCopy(ctx.params.partition);
+      handler(ctx: Context<PrepareCopyParams>) {
+        return (this.handoff as Handoff).prepareCopy(ctx.params);
+      },
+    },
+
+    loadTail: {
+      visibility: "public",
+      handler(ctx: Context<LoadTailParams>) {
+        return (this.handoff as Handoff).loadTail(ctx.params);
       },
     },
 
@@ -250,9 +260,9 @@ const FlowShardService: ServiceSchema = {
     },
 
     /** A table was adopted: roles follow it, partitions this node no longer holds are dropped. */
-    tableAdopted(table: PlacementTable) {
+    tableAdopted(table: PlacementTable, previous: PlacementTable | null) {
       this.dropPartitions((this.roles as PartitionRoles).adopt((p) => this.listing(table, p), Date.now()));
-      (this.handoff as Handoff).tableAdopted(table);
+      (this.handoff as Handoff).tableAdopted(table, previous);
     },
 
     dropPartitions(partitions: number[]) {
@@ -455,6 +465,7 @@ const FlowShardService: ServiceSchema = {
       this.broker.call(ShardActions[action], params, timeout === undefined ? { nodeID } : { nodeID, timeout });
     const table = () => this.placement as PlacementTable | null;
     const store = this.placementStore as PlacementStore;
+    this.followerGaps = new FollowerGaps((p) => (this.roles as PartitionRoles).sinceOf(p));
     this.handoff = new Handoff({
       me: this.broker.nodeID,
       store: this.store,
@@ -464,6 +475,9 @@ const FlowShardService: ServiceSchema = {
       listing: (p) => this.listing(table(), p),
       send,
       now: () => Date.now(),
+      gaps: this.followerGaps,
+      dedupe: { ttlMs: this.flowmesh.idempotencyTtlSeconds * 1000, maxKeys: this.flowmesh.idempotencyMax },
+      log: this.logger,
       counted: {
         done: (flows) => {
           this.metrics.flowmesh_handoffs_total.increment({ result: "done" });
@@ -481,6 +495,7 @@ const FlowShardService: ServiceSchema = {
       behind: () => void store.refresh().catch(() => undefined),
       followersOf: (p) => (this.handoff as Handoff).followersOf(p),
       send,
+      forwarding: (nodeID, partitions, at) => (this.followerGaps as FollowerGaps).sending(nodeID, partitions, at),
       refusalOf: (err) => this.refusalOf(err),
       counted: {
         applied: (records, duplicates) => {
@@ -513,8 +528,8 @@ const FlowShardService: ServiceSchema = {
       concurrency: HANDOFF_CONCURRENCY,
       log: this.logger,
     });
-    this.stopFollowing = store.onChange((t) => this.tableAdopted(t));
-    if (store.table !== null) this.tableAdopted(store.table);
+    this.stopFollowing = store.onChange((t, previous) => this.tableAdopted(t, previous));
+    if (store.table !== null) this.tableAdopted(store.table, null);
   },
 
   async started() {

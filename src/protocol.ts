@@ -10,6 +10,8 @@ import type { SubBatchMessage } from "./batching";
 import type { SelectedGroup } from "./wire/group-codec";
 import type { FlowFilter } from "./flow-key";
 import type { ApplyResult, FlowRun, SnapshotChunk } from "./partition-store";
+import type { TailEntry } from "./durability/log-tail";
+import type { RecoveredCopy } from "./shard/catch-up";
 import type { GroupColumns, GroupField } from "./query/top";
 import type { ParamProblem } from "./validation";
 
@@ -22,6 +24,7 @@ export const ShardActions = {
   revert: `${SHARD_SERVICE}.revert`,
   prepareCopy: `${SHARD_SERVICE}.prepareCopy`,
   loadChunk: `${SHARD_SERVICE}.loadChunk`,
+  loadTail: `${SHARD_SERVICE}.loadTail`,
   addCopy: `${SHARD_SERVICE}.addCopy`,
   release: `${SHARD_SERVICE}.release`,
   read: `${SHARD_SERVICE}.read`,
@@ -116,6 +119,25 @@ export interface HourBounds {
 
 export interface LoadChunkParams {
   chunk: SnapshotChunk;
+  last: boolean;
+}
+
+/** `keep`: the sender could send its log tail: keep a recovered copy (src/shard/catch-up.ts). */
+export interface PrepareCopyParams {
+  partition: number;
+  keep?: boolean;
+}
+
+export interface PrepareCopyAnswer {
+  ok: true;
+  /** A recovered copy was kept (the receiver now waits for loadTail, or a second prepareCopy). */
+  kept?: RecoveredCopy;
+}
+
+/** Part of a sender's log tail for a kept copy, in order (src/durability/log-tail.ts). */
+export interface LoadTailParams {
+  partition: number;
+  entries: TailEntry[];
   last: boolean;
 }
 

@@ -19,8 +19,10 @@
 import * as fs from "fs";
 import * as path from "path";
 import type { PartitionStore, RemovedFlow, SnapshotChunk, SubBatch } from "../partition-store";
-import { decodeLogged, encodeLogged, selectedBatches, type SelectedGroup } from "../wire/group-codec";
+import { encodeLogged, selectedBatches, type SelectedGroup } from "../wire/group-codec";
 import { loadCheckpoint, readCheckpoints, removeCheckpoint, takeCheckpoint, writeCheckpoint, writeCheckpointSync } from "./checkpoint";
+import { APPLIED_GROUP, decodeRecord, type LogEntry } from "./log-records";
+import { readTail, Timeline, type TailEntry, type TailLimits } from "./log-tail";
 import { listSegments, readLog, RECORD_HEADER, syncDir, syncDirAsync, Wal, type SyncMode } from "./wal";
 
 /** The most log between two rounds of checkpoints, whatever the last round wrote. */
@@ -39,18 +41,8 @@ export interface JournalOptions {
   checkpointBytes?: number;
 }
 
-/**
- * One log record: an applied group is binary, `0x01 | f64 time | selection | group`
- * (src/wire/group-codec.ts: the group's bytes as the gateway sent them, and which of its
- * parts applied here); the rest is JSON (starts with '{').
- */
-const APPLIED_GROUP = 0x01;
-type Entry =
-  | { o: "apply"; t: number; b: SubBatch[] }
-  | { o: "revert"; t: number; b: SubBatch[]; rm: RemovedFlow[] }
-  | { o: "drop"; p: number }
-  | { o: "load"; t: number; c: SnapshotChunk }
-  | { o: "trim"; h: number; p: number[] };
+/** One log record (src/durability/log-records.ts). */
+type Entry = LogEntry;
 
 interface Meta {
   format: 1;
@@ -69,6 +61,10 @@ export class Journal {
   private readonly checkpointLsn: Float64Array;
   private readonly lastLsn: Float64Array;
   private readonly firstLsn: Float64Array;
+  /** Per partition: time of the newest change recovered from disk (-Infinity: none). */
+  private readonly recoveredAt: Float64Array;
+  /** (LSN, time) of the records this process wrote: where a partition's log tail starts. */
+  private readonly timeline = new Timeline();
   private readonly dropped = new Set<number>();
   private checkpointing = false;
   private timer: NodeJS.Timeout | null = null;
@@ -86,6 +82,7 @@ export class Journal {
     this.checkpointLsn = new Float64Array(P).fill(-1);
     this.lastLsn = new Float64Array(P).fill(-1);
     this.firstLsn = new Float64Array(P).fill(-1);
+    this.recoveredAt = new Float64Array(P).fill(-Infinity);
 
     const started = Date.now();
     const now = Date.now();
@@ -93,13 +90,13 @@ export class Journal {
       if (c.partition < 0 || c.partition >= P) continue;
       loadCheckpoint(o.store, c, now);
       this.checkpointLsn[c.partition] = c.lsn;
+      this.recoveredAt[c.partition] = c.at;
     }
     let records = 0;
     const walDir = path.join(o.dir, "wal");
     let nextLsn = readLog(walDir, (lsn, payload) => {
       records++;
-      if (payload[0] === APPLIED_GROUP) this.replay(lsn, { o: "apply", t: payload.readDoubleLE(1), b: decodeLogged(payload.subarray(9)) });
-      else this.replay(lsn, JSON.parse(payload.toString("utf8")) as Entry);
+      this.replay(lsn, decodeRecord(payload));
     }, o.log.warn);
     // Checkpoints only cover records already durable, so the log reaches at least as far,
     // unless DURABILITY=interval lost its last second to a power cut. New records must
@@ -142,7 +139,9 @@ export class Journal {
     record[RECORD_HEADER] = APPLIED_GROUP;
     record.writeDoubleLE(t, RECORD_HEADER + 1);
     this.bytesSinceCheckpoint += record.length;
-    this.touch(this.wal.appendRecord(record), selectedBatches(g));
+    const lsn = this.wal.appendRecord(record);
+    this.timeline.note(lsn, t);
+    this.touch(lsn, selectedBatches(g));
   }
 
   /** `removed`: the flows the revert removed (created by the reverted request, back at zero). */
@@ -169,6 +168,25 @@ export class Journal {
   /** Resolves once everything appended so far is durable. */
   durable(): Promise<void> {
     return this.wal.durable();
+  }
+
+  /** Time of the newest change to partition `p` read back from disk at start (-Infinity: none). */
+  recoveredChangeAt(p: number): number {
+    return this.recoveredAt[p];
+  }
+
+  /** The last record appended: a log tail taken now reaches up to it. */
+  get lastRecordLsn(): number {
+    return this.wal.lastLsn;
+  }
+
+  /**
+   * Partition `p`'s entries logged since `fromTime` (this node's clock) up to record
+   * `toLsn`, once that is written (src/durability/log-tail.ts), or why not.
+   */
+  async tail(p: number, fromTime: number, toLsn: number, limits: TailLimits): Promise<{ entries: TailEntry[]; bytes: number } | { refused: string }> {
+    await this.wal.durable(toLsn);
+    return readTail(this.wal, this.timeline, p, fromTime, toLsn, limits);
   }
 
   /** Checkpoint changed partitions every `checkpointMs` (and sooner when the log grows). */
@@ -264,7 +282,9 @@ export class Journal {
 
   private appendPayload(payload: Buffer, touched: readonly { partition: number }[]): void {
     this.bytesSinceCheckpoint += payload.length;
-    this.touch(this.wal.append(payload), touched);
+    const lsn = this.wal.append(payload);
+    this.timeline.note(lsn, Date.now());
+    this.touch(lsn, touched);
   }
 
   /** Record `lsn` holds changes to these partitions. */
@@ -278,9 +298,11 @@ export class Journal {
   private replay(lsn: number, e: Entry): void {
     const store = this.o.store;
     const fresh = (p: number) => lsn > this.checkpointLsn[p];
+    const at = "t" in e ? e.t : -Infinity;
     const touch = (p: number) => {
       if (this.firstLsn[p] < 0) this.firstLsn[p] = lsn;
       this.lastLsn[p] = lsn;
+      if (at > this.recoveredAt[p]) this.recoveredAt[p] = at;
     };
     switch (e.o) {
       case "apply": {
@@ -301,6 +323,7 @@ export class Journal {
           store.drop(e.p);
           this.firstLsn[e.p] = -1;
           this.lastLsn[e.p] = -1;
+          this.recoveredAt[e.p] = -Infinity;
           this.dropped.add(e.p);
         }
         return;

@@ -12,7 +12,9 @@
  *
  * Reading (`readLog`): records in LSN order; a torn last record (a crash mid-write) is
  * cut off with a warning; damage anywhere else throws CorruptLogError naming the file
- * and offset: the log is never silently shortened.
+ * and offset: the log is never silently shortened. `readRecent`: the records from an LSN
+ * this process wrote, found through the positions of its recent writes (a primary's log
+ * tail for a returning copy, src/durability/log-tail.ts).
  */
 import * as fs from "fs";
 import * as path from "path";
@@ -106,6 +108,16 @@ export function readLog(dir: string, onRecord: (lsn: number, payload: Buffer) =>
   return next;
 }
 
+/** Writes whose positions are remembered (one entry per group commit): about a minute at a busy node's rate. */
+const POSITIONS = 65536;
+
+/** Where a write put its records: the first record's LSN, its segment (by first LSN) and offset. */
+interface Position {
+  lsn: number;
+  segment: number;
+  offset: number;
+}
+
 export interface WalOptions {
   dir: string;
   mode: SyncMode;
@@ -146,6 +158,9 @@ export class Wal {
   private retryTimer: NodeJS.Timeout | null = null;
   private syncTimer: NodeJS.Timeout | null = null;
   private closed = false;
+  /** The positions of this process's recent writes, oldest first (a bounded window: `positionsHead` onwards). */
+  private positions: Position[] = [];
+  private positionsHead = 0;
 
   constructor(private readonly o: WalOptions) {
     fs.mkdirSync(o.dir, { recursive: true });
@@ -222,8 +237,67 @@ export class Wal {
       if (segments[i + 1].firstLsn > lsn || segments[i].firstLsn === this.segmentFirstLsn) break;
       await fs.promises.rm(segments[i].file, { force: true });
       deleted++;
+      while (this.positionsHead < this.positions.length && this.positions[this.positionsHead].segment <= segments[i].firstLsn) this.positionsHead++;
     }
     return deleted;
+  }
+
+  /**
+   * The records `fromLsn`..`toLsn` (written, not necessarily synced), in order, or null
+   * when this process did not write `fromLsn` or no longer knows where it is, or when
+   * more than `maxBytes` would have to be read.
+   */
+  readRecent(fromLsn: number, toLsn: number, maxBytes: number, onRecord: (lsn: number, payload: Buffer) => void): number | null {
+    if (fromLsn > toLsn) return 0;
+    if (toLsn > this.writtenLsn) throw new Error(`log record ${toLsn} is not written yet (written up to ${this.writtenLsn})`);
+    let i = this.positions.length - 1;
+    while (i >= this.positionsHead && this.positions[i].lsn > fromLsn) i--;
+    if (i < this.positionsHead) return null;
+    const start = this.positions[i];
+    const segments = listSegments(this.o.dir).filter((s) => s.firstLsn >= start.segment);
+    if (segments.length === 0 || segments[0].firstLsn !== start.segment) return null;
+    const sizes = segments.map((s) => fs.statSync(s.file).size);
+    const bytes = sizes.reduce((a, b) => a + b, 0) - start.offset;
+    if (bytes > maxBytes) return null;
+    let lsn = start.lsn;
+    for (let k = 0; k < segments.length && lsn <= toLsn; k++) {
+      const from = k === 0 ? start.offset : 0;
+      const data = Buffer.allocUnsafe(sizes[k] - from);
+      const fd = fs.openSync(segments[k].file, "r");
+      try {
+        let read = 0;
+        while (read < data.length) {
+          const n = fs.readSync(fd, data, read, data.length - read, from + read);
+          if (n === 0) break;
+          read += n;
+        }
+      } finally {
+        fs.closeSync(fd);
+      }
+      if (k > 0 && segments[k].firstLsn !== lsn) throw new CorruptLogError(segments[k].file, 0, `expected a segment starting at record ${lsn}`);
+      let offset = 0;
+      while (lsn <= toLsn && offset + HEADER <= data.length) {
+        const length = data.readUInt32LE(offset);
+        const end = offset + HEADER + length;
+        if (end > data.length) break; // the rest is being written: not yet written up to toLsn in this segment
+        const payload = data.subarray(offset + HEADER, end);
+        if (crc32(payload) !== data.readUInt32LE(offset + 4)) throw new CorruptLogError(segments[k].file, from + offset, "checksum mismatch");
+        if (lsn >= fromLsn) onRecord(lsn, payload);
+        lsn++;
+        offset = end;
+      }
+    }
+    if (lsn <= toLsn) throw new Error(`log records ${lsn}..${toLsn} were not found where this process wrote them`);
+    return bytes;
+  }
+
+  private remember(position: Position): void {
+    this.positions.push(position);
+    if (this.positions.length - this.positionsHead > POSITIONS) this.positionsHead++;
+    if (this.positionsHead > POSITIONS) {
+      this.positions = this.positions.slice(this.positionsHead);
+      this.positionsHead = 0;
+    }
   }
 
   /** Bytes in the log's segments. */
@@ -279,6 +353,7 @@ export class Wal {
           this.fail(err as Error);
           return;
         }
+        this.remember({ lsn: this.writtenLsn + 1, segment: this.segmentFirstLsn, offset: before });
         this.segmentSize += data.length;
         this.writtenLsn = upTo;
         if (this.o.mode === "sync") {

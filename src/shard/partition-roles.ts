@@ -9,8 +9,10 @@
  *   standby/loading stay while unlisted (the switch comes in a later table)
  *   primary  --release-->      released (stops serving; the switch follows)
  *   released --adopt(a table that no longer makes it primary)--> replica | absent
- *   primary/replica/released/recovered --adopt(table not listing it)--> absent (data dropped)
- *   loading/standby --expire(abandoned)--> absent; released --expire--> as listed
+ *   primary/replica/released --adopt(table not listing it)--> absent (data dropped)
+ *   recovered stays while unlisted: its primary may bring it up to date from its log
+ *     (prepareCopy keeping the data, src/shard/handoff.ts) instead of a snapshot
+ *   loading/standby/recovered --expire(abandoned)--> absent; released --expire--> as listed
  *     (a release whose switch never came: its coordinator died)
  *
  * Only `primary` serves reads and writes. Every state but `absent` and `recovered`
@@ -74,6 +76,11 @@ export class PartitionRoles {
     return this.queues.get(p);
   }
 
+  /** When partition `p` entered its current state (ms): for a primary, since when it has served uninterrupted. */
+  sinceOf(p: number): number {
+    return this.since[p];
+  }
+
   /** Partitions in the given state. */
   inState(role: Role): number[] {
     const out: number[] = [];
@@ -91,7 +98,10 @@ export class PartitionRoles {
     }
   }
 
-  /** A snapshot is about to arrive: start over as a loading copy (the caller drops the old data). */
+  /**
+   * A snapshot (the caller dropped the old data) or a log tail (a recovered copy, kept) is
+   * about to arrive: a loading copy that queues forwarded writes.
+   */
   prepareCopy(p: number, now: number): void {
     this.set(p, Role.Loading, now);
     this.queues.set(p, []);
@@ -132,7 +142,7 @@ export class PartitionRoles {
         if (s !== Role.Primary) this.set(p, Role.Primary, now);
       } else if (l === "replica") {
         if (s !== Role.Replica) this.set(p, Role.Replica, now);
-      } else if (s === Role.Primary || s === Role.Replica || s === Role.Released || s === Role.Recovered) {
+      } else if (s === Role.Primary || s === Role.Replica || s === Role.Released) {
         this.set(p, Role.Absent, now);
         dropped.push(p);
       }
@@ -150,7 +160,7 @@ export class PartitionRoles {
     for (let p = 0; p < this.partitions; p++) {
       const s = this.state[p];
       const age = now - this.since[p];
-      if ((s === Role.Loading || s === Role.Standby) && age > limits.abandonMs) {
+      if ((s === Role.Loading || s === Role.Standby || s === Role.Recovered) && age > limits.abandonMs) {
         if (listing(p) !== null) continue;
         this.queues.delete(p);
         this.set(p, Role.Absent, now);

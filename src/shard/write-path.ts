@@ -42,6 +42,8 @@ export interface WritePathOptions {
   /** Every other node that must receive the partition's writes (its copies and copies being made). */
   followersOf(partition: number): string[];
   send(nodeID: string, action: "replicate" | "revert", params: ReplicateParams | RevertParams): Promise<unknown>;
+  /** A forward of writes applied at `at` to these partitions leaves for `nodeID`: the returned function is told whether it was delivered (src/shard/catch-up.ts FollowerGaps). */
+  forwarding(nodeID: string, partitions: readonly number[], at: number): (delivered: boolean) => void;
   /** A group's error in the form the caller restores. */
   refusalOf(err: Error): GroupRefusal;
   /** Metrics sink. */
@@ -116,6 +118,7 @@ export class WritePath {
         this.replicateToFollowers(
           applied.map((i) => groups[i]),
           epoch ?? 0,
+          now,
         ).catch((err: unknown) => {
           this.o.counted.replicationFailed();
           for (const i of applied) results[i] = this.o.refusalOf(err as Error);
@@ -185,7 +188,7 @@ export class WritePath {
     const removed: RemovedFlow[] = [];
     const reverted = this.o.store.revert(batches, now, undone, removed);
     this.o.journal?.reverted(undone, removed, now);
-    await Promise.all([params.copy ? undefined : this.revertOnFollowers(batches), this.durable()]);
+    await Promise.all([params.copy ? undefined : this.revertOnFollowers(batches, now), this.durable()]);
     return { reverted };
   }
 
@@ -206,21 +209,47 @@ export class WritePath {
   }
 
   /** One message per follower node: the groups as received, each naming the parts that node holds a copy of. */
-  private async replicateToFollowers(groups: Group[], epoch: number): Promise<void> {
+  private async replicateToFollowers(groups: Group[], epoch: number, at: number): Promise<void> {
     const byNode = new Map<string, SelectedGroup[]>();
+    const partitionsOf = new Map<string, Set<number>>();
     for (const group of groups) {
       for (const [n, parts] of this.byFollower(group.batches)) {
         let list = byNode.get(n);
-        if (!list) byNode.set(n, (list = []));
+        if (!list) {
+          byNode.set(n, (list = []));
+          partitionsOf.set(n, new Set());
+        }
         list.push({ group, parts: parts.length === group.batches.length ? undefined : parts });
+        const partitions = partitionsOf.get(n)!;
+        for (const i of parts) partitions.add(group.batches[i].partition);
       }
     }
-    await Promise.all(Array.from(byNode, ([nodeID, list]) => this.o.send(nodeID, "replicate", encodeMessage(epoch, list))));
+    await Promise.all(
+      Array.from(byNode, ([nodeID, list]) => {
+        return this.forward(nodeID, [...partitionsOf.get(nodeID)!], at, "replicate", encodeMessage(epoch, list));
+      }),
+    );
   }
 
-  private async revertOnFollowers(batches: SubBatch[]): Promise<void> {
+  private async revertOnFollowers(batches: SubBatch[], at: number): Promise<void> {
     const perNode = this.byFollower(batches);
-    await Promise.all(Array.from(perNode, ([nodeID, indexes]) => this.o.send(nodeID, "revert", { groups: [toMessage(indexes.map((i) => batches[i]))], copy: true })));
+    await Promise.all(
+      Array.from(perNode, ([nodeID, indexes]) => {
+        return this.forward(nodeID, [...new Set(indexes.map((i) => batches[i].partition))], at, "revert", { groups: [toMessage(indexes.map((i) => batches[i]))], copy: true });
+      }),
+    );
+  }
+
+  /** Send a follower what it must apply, telling `forwarding` whether it arrived. */
+  private async forward(nodeID: string, partitions: number[], at: number, action: "replicate" | "revert", params: ReplicateParams | RevertParams): Promise<void> {
+    const settled = this.o.forwarding(nodeID, partitions, at);
+    try {
+      await this.o.send(nodeID, action, params);
+    } catch (err) {
+      settled(false);
+      throw err;
+    }
+    settled(true);
   }
 
   /** Per follower node, the indexes of the sub-batches it holds a copy of. */

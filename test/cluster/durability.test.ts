@@ -66,6 +66,15 @@ async function runScenario(name: string, tag: string, fault: Fault, readyTimeout
   }
 }
 
+/** How the primaries brought `nodeID`'s recovered copies up to date (their log lines, src/shard/handoff.ts), and the reasons given for snapshots. */
+function catchUpsOf(nodes: NodeProcess[], nodeID: string): { tails: number; snapshots: number; why: string } {
+  const out = nodes.map((n) => n.output()).join("\n");
+  const tails = out.match(new RegExp(`${nodeID}'s recovered copy caught up from the log tail`, "g"))?.length ?? 0;
+  const refused = [...out.matchAll(new RegExp(`${nodeID}'s recovered copy gets a snapshot, not the log tail \\(([^)]*)\\)`, "g"))].map((m) => m[1]);
+  const reasons = [...new Set(refused)];
+  return { tails, snapshots: refused.length, why: reasons.length > 0 ? ` (${reasons.join("; ")})` : "" };
+}
+
 /** What a restarted node said about its data directory (the journal's recovery line). */
 const recoveryOf = (node: NodeProcess) => /Recovered \d+ flows in \d+ partition\(s\)/.exec(node.output())?.[0] ?? "nothing recovered";
 
@@ -74,6 +83,7 @@ describeWithNats("durability: nodes restarted with their data directories (R = 2
     "a node killed -9, judged dead, restarted with its data directory: it owns partitions again",
     () =>
       runScenario("kill -9 and restart with state", "d1", async (cluster, restart) => {
+        await sleep(4000); // primaries that have served a while: a returning copy can be caught up from their log tails
         const { coordinator } = await status(cluster);
         const victim = cluster.nodes.find((n) => n.nodeID !== coordinator)!;
         await victim.stop("SIGKILL");
@@ -83,7 +93,8 @@ describeWithNats("durability: nodes restarted with their data directories (R = 2
         await settled(cluster);
         // waitForSettled also means every node, this one included, is primary of some partitions again.
         const listed = (await status(cluster)).nodes.find((n) => n.nodeID === victim.nodeID);
-        return `${victim.nodeID} judged dead: ${judgedDead}; on restart: ${recoveryOf(back)}; now ${listed?.primaries} primaries, ${listed?.replicas} replicas`;
+        const { tails, snapshots, why } = catchUpsOf(cluster.nodes, victim.nodeID);
+        return `${victim.nodeID} judged dead: ${judgedDead}; on restart: ${recoveryOf(back)}; now ${listed?.primaries} primaries, ${listed?.replicas} replicas; recovered copies caught up from a log tail: ${tails}, refilled by snapshot: ${snapshots}${why}`;
       }),
     SCENARIO_TIMEOUT_MS,
   );
