@@ -25,8 +25,8 @@ import { MESSAGE_BYTES, notLoading, wrongOwner, type LoadChunkParams, type LoadT
 import { tailStart, type FollowerGaps, type RecoveredCopy } from "./catch-up";
 import { Role, type Listing, type PartitionRoles } from "./partition-roles";
 
-/** A log tail bigger than this is not read: a snapshot is sent instead. */
-const TAIL_MAX_BYTES = 32 * 1024 * 1024;
+/** A log tail bigger than this is not read (it is read and decoded on the event loop, some 3 ms a MiB): a snapshot is sent instead. */
+const TAIL_MAX_BYTES = 8 * 1024 * 1024;
 
 export interface HandoffProgress {
   partition: number;
