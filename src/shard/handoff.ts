@@ -25,7 +25,7 @@ import { MESSAGE_BYTES, notLoading, wrongOwner, type LoadChunkParams, type LoadT
 import { tailStart, type FollowerGaps, type RecoveredCopy } from "./catch-up";
 import { Role, type Listing, type PartitionRoles } from "./partition-roles";
 
-/** A log tail bigger than this is not read (it is read and decoded on the event loop, some 3 ms a MiB): a snapshot is sent instead. */
+/** A log tail bigger than this is not read (it is read and decoded on the event loop: 61-117 ms for 19.8 MiB in a throwaway timing): a snapshot is sent instead. */
 const TAIL_MAX_BYTES = 8 * 1024 * 1024;
 
 export interface HandoffProgress {
