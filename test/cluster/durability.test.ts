@@ -94,6 +94,8 @@ describeWithNats("durability: nodes restarted with their data directories (R = 2
         // waitForSettled also means every node, this one included, is primary of some partitions again.
         const listed = (await status(cluster)).nodes.find((n) => n.nodeID === victim.nodeID);
         const { tails, snapshots, why } = catchUpsOf(cluster.nodes, victim.nodeID);
+        // It was a replica of about half the partitions it held, under primaries that stayed: those come from their log tails.
+        if (tails === 0) throw new Error(`no recovered copy of ${victim.nodeID} was caught up from a log tail (${snapshots} snapshots${why})`);
         return `${victim.nodeID} judged dead: ${judgedDead}; on restart: ${recoveryOf(back)}; now ${listed?.primaries} primaries, ${listed?.replicas} replicas; recovered copies caught up from a log tail: ${tails}, refilled by snapshot: ${snapshots}${why}`;
       }),
     SCENARIO_TIMEOUT_MS,
