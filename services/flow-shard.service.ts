@@ -18,7 +18,6 @@ import { rolesOf } from "../src/placement";
 import {
   SHARD_SERVICE,
   ShardActions,
-  logUnwritable,
   notCoordinator,
   type ApplyParams,
   type GroupRefusal,
@@ -324,18 +323,8 @@ const FlowShardService: ServiceSchema = {
     },
 
     async trimBefore(before: number): Promise<{ flows: number; hours: number[] }> {
-      const journal = this.journal as Journal | null;
-      const unwritable = journal?.refusal();
-      if (unwritable) throw logUnwritable(unwritable);
-      const store = this.store as PartitionStore;
-      const roles = this.roles as PartitionRoles;
-      const partitions = [...store.partitions.keys()];
-      const removed = store.trimBefore(before, partitions, (p) => roles.servesAsPrimary(p));
-      if (removed.hours.length > 0) {
-        journal?.trimmed(before, partitions);
-        await journal?.durable();
-        this.logger.info(`Removed hours before ${before}: ${removed.hours.length} hour(s), ${removed.flows} flow(s) as primary`);
-      }
+      const removed = await (this.writePath as WritePath).trimBefore(before);
+      if (removed.hours.length > 0) this.logger.info(`Removed hours before ${before}: ${removed.hours.length} hour(s), ${removed.flows} flow(s) as primary`);
       return removed;
     },
 

@@ -27,6 +27,7 @@ export interface WriteJournal {
   applied(batches: SubBatch[], t: number): void;
   appliedGroup(g: SelectedGroup, t: number): void;
   reverted(batches: SubBatch[], removed: RemovedFlow[], t: number): void;
+  trimmed(hour: number, partitions: number[]): void;
   durable(): Promise<void>;
 }
 
@@ -190,6 +191,24 @@ export class WritePath {
     this.o.journal?.reverted(undone, removed, now);
     await Promise.all([params.copy ? undefined : this.revertOnFollowers(batches, now), this.durable()]);
     return { reverted };
+  }
+
+  /**
+   * Remove every hour before `before` from every partition held here, durably (retention,
+   * DELETE /flows). Answers the flows removed from partitions served as primary (a
+   * gateway adds nodes up) and the hours removed.
+   */
+  async trimBefore(before: number): Promise<{ flows: number; hours: number[] }> {
+    const journal = this.o.journal;
+    const unwritable = journal?.refusal();
+    if (unwritable) throw logUnwritable(unwritable);
+    const partitions = [...this.o.store.partitions.keys()];
+    const removed = this.o.store.trimBefore(before, partitions, (p) => this.o.roles.servesAsPrimary(p));
+    if (removed.hours.length > 0) {
+      journal?.trimmed(before, partitions);
+      await this.durable();
+    }
+    return removed;
   }
 
   /** Everything logged so far is durable; a log that cannot be written refuses the write (503, final for the gateway). */

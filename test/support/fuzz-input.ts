@@ -4,7 +4,7 @@
  */
 import fc from "fast-check";
 import { gunzipSync, inflateSync } from "zlib";
-import { request, type Flow } from "./api-contract";
+import type { Flow } from "./api-contract";
 
 export const MAX = Number.MAX_SAFE_INTEGER;
 export const SEED = process.env.FUZZ_SEED ? Number(process.env.FUZZ_SEED) : process.env.CI ? 20_240_612 : Math.floor(Math.random() * 2 ** 31);
