@@ -122,6 +122,16 @@ export class DedupeWindows {
     return out;
   }
 
+  /**
+   * Every live key (expiring after `now`) once, oldest first, with its expiry and the
+   * partitions holding it (`bits`: 32 a word; valid during the call only). For a
+   * checkpoint of the whole window: one pass over the node's keys, where a listing per
+   * partition (entriesOf) visits a request's key once per partition it touched.
+   */
+  forEachLive(now: number, visit: (key: string, expires: number, bits: readonly number[]) => void): void {
+    for (const e of this.byKey.values()) if (e.expires > now && e.partitions > 0) visit(e.key, e.expires, e.bits);
+  }
+
   /** Drop from the front what has expired. */
   private sweep(now: number): void {
     if (this.frontExpires > now) return;

@@ -461,6 +461,21 @@ export class PartitionStore {
     return oldest;
   }
 
+  /** Every live idempotency key of the node's windows, once, with its expiry and partitions (DedupeWindows.forEachLive). */
+  forEachWindowKey(now: number, visit: (key: string, expires: number, bits: readonly number[]) => void): void {
+    this.windows.forEachLive(now, visit);
+  }
+
+  /** Partition `p` applied `key`, remembered until `expires` (a checkpoint of the windows loaded back). */
+  rememberWindowKey(p: number, key: string, expires: number, now: number): void {
+    if (expires > now) this.windows.remember(p, key, expires, now);
+  }
+
+  /** Partition `id` forgets every idempotency key, its flows stay (replaying a drop its checkpoint already covers). */
+  forgetWindow(id: number): void {
+    this.windows.dropPartition(id);
+  }
+
   drop(id: number): void {
     this.partitions.delete(id);
     this.windows.dropPartition(id);
