@@ -123,13 +123,15 @@ export class DedupeWindows {
   }
 
   /**
-   * Every live key (expiring after `now`) once, oldest first, with its expiry and the
-   * partitions holding it (`bits`: 32 a word; valid during the call only). For a
-   * checkpoint of the whole window: one pass over the node's keys, where a listing per
-   * partition (entriesOf) visits a request's key once per partition it touched.
+   * Every key, oldest first, with its expiry and the partitions holding it (`bits`: 32 a
+   * word), for a checkpoint of the whole window: one pass over the node's keys, where a
+   * listing per partition (entriesOf) visits a request's key once per partition it touched.
+   * Read-only entries; skip those with no partition or expired. The iterator survives
+   * changes between its steps (a Map's does): a key removed meanwhile is not visited, a
+   * key added or moved to the back meanwhile is (again).
    */
-  forEachLive(now: number, visit: (key: string, expires: number, bits: readonly number[]) => void): void {
-    for (const e of this.byKey.values()) if (e.expires > now && e.partitions > 0) visit(e.key, e.expires, e.bits);
+  keys(): IterableIterator<Readonly<{ key: string; expires: number; bits: readonly number[]; partitions: number }>> {
+    return this.byKey.values();
   }
 
   /** Drop from the front what has expired. */

@@ -461,9 +461,9 @@ export class PartitionStore {
     return oldest;
   }
 
-  /** Every live idempotency key of the node's windows, once, with its expiry and partitions (DedupeWindows.forEachLive). */
-  forEachWindowKey(now: number, visit: (key: string, expires: number, bits: readonly number[]) => void): void {
-    this.windows.forEachLive(now, visit);
+  /** The node's idempotency keys, each once, with expiry and partitions (DedupeWindows.keys). */
+  windowKeys(): ReturnType<DedupeWindows["keys"]> {
+    return this.windows.keys();
   }
 
   /** Partition `p` applied `key`, remembered until `expires` (a checkpoint of the windows loaded back). */

@@ -113,26 +113,68 @@ export function encodePartition(w: Writer, store: PartitionStore, partition: num
   return { name: checkpointName(partition), lsn, bytes: sealed(w) };
 }
 
-/** Every live idempotency key of the node, once, encoded synchronously into `w` (reset first). */
-export function encodeWindow(w: Writer, store: PartitionStore, lsn: number, at: number): EncodedCheckpoint {
+/** Keys encoded in one turn; between slices the event loop runs. */
+const WINDOW_SLICE = 8192;
+
+/**
+ * Every live idempotency key of the node, once, encoded into `w` (reset first), as of log
+ * record `lsn` (the caller's last, taken in the same turn as the first slice). With
+ * `pause`, the keys are encoded WINDOW_SLICE at a time with a pause between (a node can
+ * hold IDEMPOTENCY_MAX keys for each of its partitions): a key changed meanwhile is
+ * written as it is when reached, which recovery's replay of the keys of every record after
+ * `lsn` makes right again (a key applied later is in the file and in the log; one reverted
+ * or dropped later is forgotten again; one evicted or expired meanwhile may be missing, as
+ * it was allowed to be).
+ */
+export async function encodeWindow(w: Writer, store: PartitionStore, lsn: number, at: number, pause?: () => Promise<void>): Promise<EncodedCheckpoint> {
+  const keys = startWindow(w, store, lsn, at);
+  const state = { count: 0 };
+  while (!encodeKeys(w, keys, at, state, pause === undefined ? Infinity : WINDOW_SLICE)) await pause!();
+  return finishWindow(w, lsn, state.count);
+}
+
+/** The same in one turn (at start, before anything else runs). */
+export function encodeWindowSync(w: Writer, store: PartitionStore, lsn: number, at: number): EncodedCheckpoint {
+  const keys = startWindow(w, store, lsn, at);
+  const state = { count: 0 };
+  encodeKeys(w, keys, at, state, Infinity);
+  return finishWindow(w, lsn, state.count);
+}
+
+type WindowKeys = ReturnType<PartitionStore["windowKeys"]>;
+/** Where the window's key count goes. */
+const WINDOW_COUNT_AT = 4 + 1 + 8 + 8;
+
+function startWindow(w: Writer, store: PartitionStore, lsn: number, at: number): WindowKeys {
   w.at = 0;
   w.u32(WINDOW_MAGIC);
   w.u8(FORMAT);
   w.f64(lsn);
   w.f64(at);
-  const countAt = w.at;
-  w.u32(0);
-  let count = 0;
-  store.forEachWindowKey(at, (key, expires, bits) => {
+  w.u32(0); // the count, once known
+  return store.windowKeys();
+}
+
+/** Up to `most` keys more; true once every key is written. */
+function encodeKeys(w: Writer, keys: WindowKeys, at: number, state: { count: number }, most: number): boolean {
+  for (let n = 0; n < most; n++) {
+    const next = keys.next();
+    if (next.done === true) return true;
+    const { key, expires, bits, partitions } = next.value;
+    if (expires <= at || partitions === 0) continue;
     let words = bits.length;
     while (words > 0 && bits[words - 1] === 0) words--;
-    count++;
+    state.count++;
     w.str(key);
     w.f64(expires);
     w.u16(words);
     for (let i = 0; i < words; i++) w.u32(bits[i] >>> 0);
-  });
-  w.buf.writeUInt32LE(count, countAt);
+  }
+  return false;
+}
+
+function finishWindow(w: Writer, lsn: number, count: number): EncodedCheckpoint {
+  w.buf.writeUInt32LE(count, WINDOW_COUNT_AT);
   return { name: WINDOW_FILE, lsn, bytes: sealed(w) };
 }
 

@@ -23,7 +23,7 @@ import * as path from "path";
 import type { PartitionStore, RemovedFlow, SnapshotChunk, SubBatch } from "../partition-store";
 import { encodeLogged, selectedBatches, type SelectedGroup } from "../wire/group-codec";
 import { Writer } from "../wire/bytes";
-import { encodePartition, encodeWindow, recoverCheckpoints, removeCheckpoint, removeLegacyCheckpoint, writeCheckpoint, writeCheckpointSync } from "./checkpoint";
+import { encodePartition, encodeWindow, encodeWindowSync, recoverCheckpoints, removeCheckpoint, removeLegacyCheckpoint, writeCheckpoint, writeCheckpointSync } from "./checkpoint";
 import { APPLIED_GROUP, decodeRecord, type LogEntry } from "./log-records";
 import { readTail, Timeline, type TailEntry, type TailLimits } from "./log-tail";
 import { listSegments, readLog, RECORD_HEADER, syncDir, syncDirAsync, Wal, type SyncMode } from "./wal";
@@ -128,7 +128,7 @@ export class Journal {
         this.checkpointLsn[p] = covered;
         this.firstLsn[p] = this.lastLsn[p] = -1;
       }
-      writeCheckpointSync(this.checkpointDir, encodeWindow(this.scratch, o.store, covered, at));
+      writeCheckpointSync(this.checkpointDir, encodeWindowSync(this.scratch, o.store, covered, at));
       this.windowLsn = covered;
       syncDir(this.checkpointDir);
       for (const p of this.legacy) removeLegacyCheckpoint(this.checkpointDir, p);
@@ -257,7 +257,7 @@ export class Journal {
       }
       // The windows last: their LSN is at least every partition checkpoint's.
       if (written > 0 || this.wal.lastLsn > this.windowLsn) {
-        const file = encodeWindow(this.scratch, this.o.store, this.wal.lastLsn, Date.now());
+        const file = await encodeWindow(this.scratch, this.o.store, this.wal.lastLsn, Date.now(), () => new Promise((r) => setImmediate(r)));
         await this.wal.durable(file.lsn);
         roundBytes += await writeCheckpoint(this.checkpointDir, file);
         if (this.scratch.buf.length > SCRATCH_KEEP_BYTES) this.scratch = new Writer(SCRATCH_BYTES);

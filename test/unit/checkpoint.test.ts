@@ -7,7 +7,9 @@
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
+import { encodeWindow, recoverCheckpoints, writeCheckpoint } from "../../src/durability/checkpoint";
 import { Journal } from "../../src/durability/journal";
+import { Writer } from "../../src/wire/bytes";
 import { listSegments } from "../../src/durability/wal";
 import { PartitionStore, type RemovedFlow, type SubBatch } from "../../src/partition-store";
 
@@ -250,6 +252,34 @@ describe("checkpoints", () => {
     expect(store.partition(1).hasApplied("k0")).toBe(true);
     expect(store.partition(1).hasApplied("kr")).toBe(false);
     await journal.close();
+  });
+
+  test("the windows are encoded a slice at a time: every key present throughout is written, with its partitions", async () => {
+    const store = new PartitionStore({ max: 5000, ttlMs: 600_000 });
+    const now = Date.now();
+    for (let i = 0; i < 20_000; i++) store.partition(i % 8).rememberApplied(`key-${i}`, now);
+    for (let i = 0; i < 3_000; i++) store.partition((i + 1) % 8).rememberApplied(`key-${i}`, now); // in two partitions
+    let pauses = 0;
+    const file = await encodeWindow(new Writer(1024), store, 42, now, async () => {
+      pauses++;
+      // Meanwhile: a key added, one moved to the back (another partition), one forgotten.
+      store.partition(3).rememberApplied(`late-${pauses}`, now + 1000);
+      store.partition(0).rememberApplied("key-19999", now + 1000); // its home is 7
+      store.partition(0).forget("key-0");
+    });
+    expect(pauses).toBeGreaterThan(1);
+    const dir = tempDir();
+    await writeCheckpoint(dir, file);
+    const loaded = new PartitionStore({ max: 5000, ttlMs: 600_000 });
+    expect(recoverCheckpoints(dir, loaded, 8, Date.now()).windowLsn).toBe(42);
+    for (let i = 1; i < 20_000; i++) {
+      const home = i % 8;
+      expect(loaded.partition(home).hasApplied(`key-${i}`)).toBe(true);
+      expect(loaded.partition((home + 1) % 8).hasApplied(`key-${i}`)).toBe(i < 3_000 || i === 19_999);
+      expect(loaded.partition((home + 2) % 8).hasApplied(`key-${i}`)).toBe(false);
+    }
+    expect(loaded.partition(1).hasApplied("key-0")).toBe(true);
+    expect(loaded.partition(3).hasApplied("late-1")).toBe(true);
   });
 });
 
