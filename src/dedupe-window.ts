@@ -122,6 +122,18 @@ export class DedupeWindows {
     return out;
   }
 
+  /**
+   * Every key, oldest first, with its expiry and the partitions holding it (`bits`: 32 a
+   * word), for a checkpoint of the whole window: one pass over the node's keys, where a
+   * listing per partition (entriesOf) visits a request's key once per partition it touched.
+   * Read-only entries; skip those with no partition or expired. The iterator survives
+   * changes between its steps (a Map's does): a key removed meanwhile is not visited, a
+   * key added or moved to the back meanwhile is (again).
+   */
+  keys(): IterableIterator<Readonly<{ key: string; expires: number; bits: readonly number[]; partitions: number }>> {
+    return this.byKey.values();
+  }
+
   /** Drop from the front what has expired. */
   private sweep(now: number): void {
     if (this.frontExpires > now) return;

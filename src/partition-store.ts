@@ -461,6 +461,21 @@ export class PartitionStore {
     return oldest;
   }
 
+  /** The node's idempotency keys, each once, with expiry and partitions (DedupeWindows.keys). */
+  windowKeys(): ReturnType<DedupeWindows["keys"]> {
+    return this.windows.keys();
+  }
+
+  /** Partition `p` applied `key`, remembered until `expires` (a checkpoint of the windows loaded back). */
+  rememberWindowKey(p: number, key: string, expires: number, now: number): void {
+    if (expires > now) this.windows.remember(p, key, expires, now);
+  }
+
+  /** Partition `id` forgets every idempotency key, its flows stay (replaying a drop its checkpoint already covers). */
+  forgetWindow(id: number): void {
+    this.windows.dropPartition(id);
+  }
+
   drop(id: number): void {
     this.partitions.delete(id);
     this.windows.dropPartition(id);

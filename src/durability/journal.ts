@@ -7,8 +7,10 @@
  *
  * Recovery, at start: every checkpoint, then the log records after each partition's
  * checkpoint, in order (a replayed group keeps its own time, so the idempotency window
- * comes back as it was). Checkpoints are taken partition by partition in the
- * background; log segments every partition's checkpoint covers are deleted.
+ * comes back as it was; the windows have a checkpoint of their own, and of a record a
+ * partition's checkpoint covers but theirs does not, only its keys are replayed).
+ * Checkpoints are taken partition by partition in the background, the windows' last;
+ * log segments every checkpoint covers are deleted.
  *
  * The directory also holds `meta.json` (the partition count it was written with: another
  * one is refused; and the node's durable identity, its incarnation, which survives a
@@ -20,10 +22,15 @@ import * as fs from "fs";
 import * as path from "path";
 import type { PartitionStore, RemovedFlow, SnapshotChunk, SubBatch } from "../partition-store";
 import { encodeLogged, selectedBatches, type SelectedGroup } from "../wire/group-codec";
-import { loadCheckpoint, readCheckpoints, removeCheckpoint, takeCheckpoint, writeCheckpoint, writeCheckpointSync } from "./checkpoint";
+import { Writer } from "../wire/bytes";
+import { encodePartition, encodeWindow, encodeWindowSync, recoverCheckpoints, removeCheckpoint, removeLegacyCheckpoint, writeCheckpoint, writeCheckpointSync } from "./checkpoint";
 import { APPLIED_GROUP, decodeRecord, type LogEntry } from "./log-records";
 import { readTail, Timeline, type TailEntry, type TailLimits } from "./log-tail";
 import { listSegments, readLog, RECORD_HEADER, syncDir, syncDirAsync, Wal, type SyncMode } from "./wal";
+
+/** A checkpoint encoder's buffer to start with, and past which it is not kept between rounds. */
+const SCRATCH_BYTES = 64 * 1024;
+const SCRATCH_KEEP_BYTES = 16 * 1024 * 1024;
 
 /** The most log between two rounds of checkpoints, whatever the last round wrote. */
 const MAX_LOG_BETWEEN_ROUNDS = 256 * 1024 * 1024;
@@ -66,6 +73,17 @@ export class Journal {
   /** (LSN, time) of the records this process wrote: where a partition's log tail starts. */
   private readonly timeline = new Timeline();
   private readonly dropped = new Set<number>();
+  /**
+   * The idempotency windows' checkpoint (src/durability/checkpoint.ts): the LSN it covers
+   * (-1: none yet), and per partition the LSN its keys on disk cover (recovery replays the
+   * keys of records after it that the partition's checkpoint covers).
+   */
+  private windowLsn = -1;
+  private readonly windowBase: Float64Array;
+  /** Partitions whose checkpoint on disk is still JSON (an older version's): rewritten by the next round. */
+  private readonly legacy: Set<number>;
+  /** Where checkpoints are encoded (one at a time). */
+  private scratch = new Writer(SCRATCH_BYTES);
   private checkpointing = false;
   private timer: NodeJS.Timeout | null = null;
   private bytesSinceCheckpoint = 0;
@@ -85,13 +103,13 @@ export class Journal {
     this.recoveredAt = new Float64Array(P).fill(-Infinity);
 
     const started = Date.now();
-    const now = Date.now();
-    for (const c of readCheckpoints(this.checkpointDir)) {
-      if (c.partition < 0 || c.partition >= P) continue;
-      loadCheckpoint(o.store, c, now);
-      this.checkpointLsn[c.partition] = c.lsn;
-      this.recoveredAt[c.partition] = c.at;
-    }
+    const recovered = recoverCheckpoints(this.checkpointDir, o.store, P, Date.now());
+    for (const [p, lsn] of recovered.lsn) this.checkpointLsn[p] = lsn;
+    for (const [p, at] of recovered.at) this.recoveredAt[p] = at;
+    this.windowLsn = recovered.windowLsn;
+    this.windowBase = new Float64Array(P).fill(recovered.windowLsn);
+    for (const [p, lsn] of recovered.windowFrom) this.windowBase[p] = lsn;
+    this.legacy = recovered.legacy;
     let records = 0;
     const walDir = path.join(o.dir, "wal");
     let nextLsn = readLog(walDir, (lsn, payload) => {
@@ -101,16 +119,20 @@ export class Journal {
     // Checkpoints only cover records already durable, so the log reaches at least as far,
     // unless DURABILITY=interval lost its last second to a power cut. New records must
     // never reuse an LSN a checkpoint covers: start over from fresh checkpoints then.
-    const covered = Math.max(-1, ...this.checkpointLsn);
+    const covered = Math.max(this.windowLsn, ...this.checkpointLsn);
     if (covered >= nextLsn) {
       o.log.warn(`Write-ahead log ends at record ${nextLsn - 1}, before checkpoints that cover record ${covered}: checkpointing every partition and starting the log at ${covered + 1}`);
       const at = Date.now();
       for (const p of o.store.partitions.keys()) {
-        writeCheckpointSync(this.checkpointDir, takeCheckpoint(o.store, p, covered, at));
+        writeCheckpointSync(this.checkpointDir, encodePartition(this.scratch, o.store, p, covered, at));
         this.checkpointLsn[p] = covered;
         this.firstLsn[p] = this.lastLsn[p] = -1;
       }
+      writeCheckpointSync(this.checkpointDir, encodeWindowSync(this.scratch, o.store, covered, at));
+      this.windowLsn = covered;
       syncDir(this.checkpointDir);
+      for (const p of this.legacy) removeLegacyCheckpoint(this.checkpointDir, p);
+      this.legacy.clear();
       for (const segment of listSegments(walDir)) fs.rmSync(segment.file, { force: true });
       nextLsn = covered + 1;
     }
@@ -203,8 +225,7 @@ export class Journal {
   async checkpoint(force = false): Promise<{ partitions: number; segmentsDeleted: number }> {
     const every = this.o.checkpointMs ?? 60_000;
     // Rounds by log size wait for at least as much log as the last round wrote (a round
-    // rewrites every changed partition whole, idempotency windows included: under a steady
-    // write load, rounds every 64 MiB of log cost a shard node ~145 µs a request), up to
+    // rewrites every changed partition whole, and the idempotency windows), up to
     // MAX_LOG_BETWEEN_ROUNDS, which bounds the log a restart after a crash replays.
     const logBytes = Math.min(MAX_LOG_BETWEEN_ROUNDS, Math.max(this.o.checkpointBytes ?? 64 * 1024 * 1024, this.lastRoundBytes));
     const due = force || this.bytesSinceCheckpoint >= logBytes || Date.now() - this.lastRound >= every;
@@ -217,21 +238,38 @@ export class Journal {
     let written = 0;
     let roundBytes = 0;
     try {
+      const rewritten: number[] = [];
       for (const p of this.o.store.partitions.keys()) {
-        if (this.lastLsn[p] <= this.checkpointLsn[p]) continue;
+        if (this.lastLsn[p] <= this.checkpointLsn[p] && !this.legacy.has(p)) continue;
         // Synchronous: the copy and the LSN it covers are taken in the same turn. It is
         // written once that LSN is durable: a checkpoint never covers a record the log may lose.
-        const file = takeCheckpoint(this.o.store, p, this.wal.lastLsn, Date.now());
+        const file = encodePartition(this.scratch, this.o.store, p, this.wal.lastLsn, Date.now());
         await this.wal.durable(file.lsn);
         roundBytes += await writeCheckpoint(this.checkpointDir, file);
         // Dropped while it was being written: its file must not outlive the drop.
         if (!this.o.store.partitions.has(p)) removeCheckpoint(this.checkpointDir, p);
-        else this.checkpointLsn[p] = file.lsn;
+        else {
+          this.checkpointLsn[p] = file.lsn;
+          if (this.legacy.has(p)) rewritten.push(p);
+        }
         written++;
         await new Promise((r) => setImmediate(r));
       }
-      // One directory sync makes this round's renames durable, before the log they cover goes.
-      if (written > 0) await syncDirAsync(this.checkpointDir);
+      // The windows last: their LSN is at least every partition checkpoint's.
+      if (written > 0 || this.wal.lastLsn > this.windowLsn) {
+        const file = await encodeWindow(this.scratch, this.o.store, this.wal.lastLsn, Date.now(), () => new Promise((r) => setImmediate(r)));
+        await this.wal.durable(file.lsn);
+        roundBytes += await writeCheckpoint(this.checkpointDir, file);
+        if (this.scratch.buf.length > SCRATCH_KEEP_BYTES) this.scratch = new Writer(SCRATCH_BYTES);
+        // One directory sync makes this round's renames durable, before the log they cover goes.
+        await syncDirAsync(this.checkpointDir);
+        this.windowLsn = file.lsn;
+      }
+      // A JSON checkpoint goes once its partition's binary one (and the windows) are durable.
+      for (const p of rewritten) {
+        removeLegacyCheckpoint(this.checkpointDir, p);
+        this.legacy.delete(p);
+      }
       // A dropped partition's checkpoint goes once its drop record is durable.
       if (this.dropped.size > 0) {
         await this.wal.durable();
@@ -245,7 +283,8 @@ export class Journal {
         syncDir(this.checkpointDir);
       }
       this.lastRoundBytes = roundBytes;
-      return { partitions: written, segmentsDeleted: await this.wal.deleteBefore(this.neededFrom()) };
+      // Keys replayed at recovery come from the log after the windows' checkpoint: kept too.
+      return { partitions: written, segmentsDeleted: await this.wal.deleteBefore(Math.min(this.neededFrom(), this.windowLsn + 1)) };
     } finally {
       this.checkpointing = false;
     }
@@ -299,6 +338,8 @@ export class Journal {
     const store = this.o.store;
     const fresh = (p: number) => lsn > this.checkpointLsn[p];
     const at = "t" in e ? e.t : -Infinity;
+    // Covered by the partition's checkpoint, not by the keys on disk: only the record's effect on the keys.
+    const keysOnly = (p: number) => !fresh(p) && lsn > this.windowBase[p];
     const touch = (p: number) => {
       if (this.firstLsn[p] < 0) this.firstLsn[p] = lsn;
       this.lastLsn[p] = lsn;
@@ -309,11 +350,16 @@ export class Journal {
         const batches = e.b.filter((b) => fresh(b.partition));
         if (batches.length > 0) store.apply(batches, { now: e.t, replay: true });
         for (const b of batches) touch(b.partition);
+        for (const b of e.b) if (b.idempotencyKey !== undefined && keysOnly(b.partition)) store.partitions.get(b.partition)?.rememberApplied(b.idempotencyKey, e.t);
         return;
       }
       case "revert": {
         const batches = e.b.filter((b) => fresh(b.partition));
+        // The log holds only sub-batches that were reverted: their keys may be gone already
+        // from keys loaded as of a later record (the windows' checkpoint), the sums are not.
+        for (const b of batches) if (b.idempotencyKey !== undefined) store.partitions.get(b.partition)?.rememberApplied(b.idempotencyKey, e.t);
         store.revert(batches, e.t);
+        for (const b of e.b) if (b.idempotencyKey !== undefined && keysOnly(b.partition)) store.partitions.get(b.partition)?.forget(b.idempotencyKey);
         store.removeEmpty((e.rm ?? []).filter(([p]) => fresh(p)));
         for (const b of batches) touch(b.partition);
         return;
@@ -325,7 +371,7 @@ export class Journal {
           this.lastLsn[e.p] = -1;
           this.recoveredAt[e.p] = -Infinity;
           this.dropped.add(e.p);
-        }
+        } else if (keysOnly(e.p)) store.forgetWindow(e.p);
         return;
       case "trim": {
         const partitions = e.p.filter(fresh);
@@ -338,6 +384,9 @@ export class Journal {
           const elapsed = Date.now() - e.t;
           store.loadChunk({ ...e.c, dedupe: e.c.dedupe.filter(([, ttl]) => ttl > elapsed).map(([k, ttl]): [string, number] => [k, ttl - elapsed]) });
           touch(e.c.partition);
+        } else if (keysOnly(e.c.partition)) {
+          const now = Date.now();
+          for (const [key, ttl] of e.c.dedupe) store.rememberWindowKey(e.c.partition, key, e.t + ttl, now);
         }
         return;
     }

@@ -192,6 +192,7 @@ describe("journal: recovery and checkpoints", () => {
     let { store, journal } = await reopen(dir);
     applyLogged(store, journal, [batch(4, "gone", 1, "k"), batch(5, "kept", 2, "k")]);
     await journal.checkpoint(true);
+    expect(fs.existsSync(path.join(dir, "checkpoints", "00004.ckpt"))).toBe(true);
     store.drop(4);
     journal.droppedPartition(4);
     const undone: SubBatch[] = [];
@@ -204,7 +205,7 @@ describe("journal: recovery and checkpoints", () => {
     expect(store.partitions.has(4)).toBe(false);
     expect(store.read(7, {}).keys).toEqual([]);
     await journal.checkpoint(true);
-    expect(fs.existsSync(path.join(dir, "checkpoints", "00004.json"))).toBe(false);
+    expect(fs.existsSync(path.join(dir, "checkpoints", "00004.ckpt"))).toBe(false);
     await journal.close();
   });
 
