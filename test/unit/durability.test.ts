@@ -102,6 +102,32 @@ describe("write-ahead log", () => {
     readLog(dir, (lsn) => out.push(lsn), () => undefined);
     expect(out[out.length - 1]).toBe(11);
   });
+
+  test("recent records are read back from where this process wrote them, across segments, until their segment is deleted", async () => {
+    const dir = tempDir();
+    const wal = await writeLog(dir, [], 100);
+    for (let i = 1; i <= 10; i++) {
+      wal.append(Buffer.from(`r${i}-${"z".repeat(40)}`));
+      await wal.durable(); // one write per record: a new segment every two
+    }
+    const read = (from: number, to: number, maxBytes = 1 << 20) => {
+      const out: string[] = [];
+      const bytes = wal.readRecent(from, to, maxBytes, (lsn, p) => out.push(`${lsn}:${p.toString().split("-")[0]}`));
+      return bytes === null ? null : out;
+    };
+    expect(read(3, 7)).toEqual(["3:r3", "4:r4", "5:r5", "6:r6", "7:r7"]);
+    expect(read(8, 7)).toEqual([]);
+    expect(read(3, 7, 50)).toBeNull(); // more than maxBytes from there on
+    expect(() => read(3, 11)).toThrow(/not written yet/);
+    await wal.deleteBefore(7);
+    expect(read(1, 10)).toBeNull(); // its segment is gone
+    expect(read(9, 10)).toEqual(["9:r9", "10:r10"]);
+    await wal.close();
+    // Another process (a restart) knows nothing it did not write itself.
+    const reopened = new Wal({ dir, mode: "sync", nextLsn: readLog(dir, () => undefined, () => undefined), segmentBytes: 100, intervalMs: 1000, warn: () => undefined });
+    expect(reopened.readRecent(9, 10, 1 << 20, () => undefined)).toBeNull();
+    await reopened.close();
+  });
 });
 
 describe("journal: recovery and checkpoints", () => {
