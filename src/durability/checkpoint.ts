@@ -314,9 +314,9 @@ function loadPartition(bytes: Buffer, partition: number, store: PartitionStore, 
     r.need(16 * n);
     const tx: number[] = new Array(n);
     const rx: number[] = new Array(n);
-    for (let i = 0, at = r.at; i < n; i++, at += 16) {
-      tx[i] = bytes.readDoubleLE(at);
-      rx[i] = bytes.readDoubleLE(at + 8);
+    for (let i = 0, o = r.at; i < n; i++, o += 16) {
+      tx[i] = bytes.readDoubleLE(o);
+      rx[i] = bytes.readDoubleLE(o + 8);
     }
     r.at += 16 * n;
     store.loadChunk({ partition, hours: [[hour, keys, tx, rx]], dedupe: [] });

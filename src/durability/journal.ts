@@ -48,9 +48,6 @@ export interface JournalOptions {
   checkpointBytes?: number;
 }
 
-/** One log record (src/durability/log-records.ts). */
-type Entry = LogEntry;
-
 interface Meta {
   format: 1;
   partitions: number;
@@ -315,7 +312,7 @@ export class Journal {
     return need;
   }
 
-  private append(entry: Entry, touched: readonly { partition: number }[]): void {
+  private append(entry: LogEntry, touched: readonly { partition: number }[]): void {
     this.appendPayload(Buffer.from(JSON.stringify(entry)), touched);
   }
 
@@ -334,7 +331,7 @@ export class Journal {
     }
   }
 
-  private replay(lsn: number, e: Entry): void {
+  private replay(lsn: number, e: LogEntry): void {
     const store = this.o.store;
     const fresh = (p: number) => lsn > this.checkpointLsn[p];
     const at = "t" in e ? e.t : -Infinity;

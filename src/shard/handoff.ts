@@ -28,6 +28,16 @@ import { Role, type Listing, type PartitionRoles } from "./partition-roles";
 /** A log tail bigger than this is not read (it is read and decoded on the event loop: 61-117 ms for 19.8 MiB in a throwaway timing): a snapshot is sent instead. */
 const TAIL_MAX_BYTES = 8 * 1024 * 1024;
 
+/** A copy given: how many flows the receiver holds, in how many messages, how long it took, and (from a log tail) how many entries. */
+export interface CopyResult {
+  partition: number;
+  to: string;
+  flows: number;
+  chunks: number;
+  ms: number;
+  tail?: number;
+}
+
 export interface HandoffProgress {
   partition: number;
   from: string;
@@ -112,11 +122,8 @@ export class Handoff {
     const journal = this.o.journal;
     const store = this.o.store;
     for (const e of entries) {
-      if (e.o === "apply") {
-        const logged: SubBatch[] = [];
-        store.apply(e.b, { now: e.t, applied: journal ? logged : undefined });
-        journal?.applied(logged, e.t);
-      } else if (e.o === "revert") {
+      if (e.o === "apply") this.applyLogged(e.b, e.t);
+      else if (e.o === "revert") {
         const undone: SubBatch[] = [];
         const removed: RemovedFlow[] = [];
         store.revert(e.b, e.t, undone, removed);
@@ -147,14 +154,16 @@ export class Handoff {
 
   /** The copy is whole: its role follows the table, and the writes queued meanwhile apply. */
   private finishLoading(p: number): void {
-    const journal = this.o.journal;
-    const now = Date.now();
     const queued = this.o.roles.loaded(p, this.o.now(), this.o.listing(p));
-    if (queued.length > 0) {
-      const logged: SubBatch[] = [];
-      this.o.store.apply(queued, { now, applied: journal ? logged : undefined });
-      journal?.applied(logged, now);
-    }
+    if (queued.length > 0) this.applyLogged(queued, Date.now());
+  }
+
+  /** Apply sub-batches (duplicates skipped by key) and log those applied, at time `t`. */
+  private applyLogged(batches: SubBatch[], t: number): void {
+    const journal = this.o.journal;
+    const logged: SubBatch[] = [];
+    this.o.store.apply(batches, { now: t, applied: journal ? logged : undefined });
+    journal?.applied(logged, t);
   }
 
   // ---- sender ----
@@ -164,7 +173,7 @@ export class Handoff {
    * (src/shard/catch-up.ts), else a snapshot; plus the writes meanwhile. Resolves when
    * `to` holds it.
    */
-  async addCopy(partition: number, to: string): Promise<{ partition: number; to: string; flows: number; chunks: number; ms: number; tail?: number }> {
+  async addCopy(partition: number, to: string): Promise<CopyResult> {
     if (!this.o.roles.holdsCopy(partition)) throw wrongOwner([partition], this.o.table()?.epoch);
     const keep = this.o.journal !== null && this.o.roles.servesAsPrimary(partition);
     const answer = (await this.o.send(to, "prepareCopy", keep ? { partition, keep } : { partition })) as PrepareCopyAnswer;
@@ -187,7 +196,7 @@ export class Handoff {
   }
 
   /** Send `to` the log tail its kept copy lacks; null (nothing sent) when that is not safe or the log cannot tell. */
-  private async catchUp(p: number, to: string, copy: RecoveredCopy): Promise<{ partition: number; to: string; flows: number; chunks: number; ms: number; tail: number } | null> {
+  private async catchUp(p: number, to: string, copy: RecoveredCopy): Promise<CopyResult | null> {
     const journal = this.o.journal;
     const refused = (why: string) => {
       this.o.log.info(`Partition ${p}: ${to}'s recovered copy gets a snapshot, not the log tail (${why})`);
@@ -218,7 +227,7 @@ export class Handoff {
   }
 
   /** Run a transfer to `to` (shown as under way meanwhile); on failure `to` no longer receives the partition's writes. */
-  private async sending(p: number, to: string, chunks: number, flows: number, send: (progress: HandoffProgress) => Promise<number>): Promise<{ partition: number; to: string; flows: number; chunks: number; ms: number }> {
+  private async sending(p: number, to: string, chunks: number, flows: number, send: (progress: HandoffProgress) => Promise<number>): Promise<CopyResult> {
     const progress: HandoffProgress = { partition: p, from: this.o.me, to, chunks, sent: 0, flows, startedAt: Date.now() };
     const id = randomUUID();
     this.active.set(id, progress);

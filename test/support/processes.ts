@@ -84,7 +84,7 @@ function stopper(child: ChildProcess) {
 const dataDirs = new Set<string>();
 process.on("exit", () => dataDirs.forEach((d) => fs.rmSync(d, { recursive: true, force: true })));
 
-/** A fresh data directory for a node (gone when the test process exits). */
+/** A fresh data directory, for a node or a unit test's journal (gone when the test process exits). */
 export function tempDataDir(tag: string): string {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), `flowmesh-data-${tag}-`));
   dataDirs.add(dir);

@@ -6,7 +6,6 @@
  * refilled.
  */
 import * as fs from "fs";
-import * as os from "os";
 import * as path from "path";
 import { Journal } from "../../src/durability/journal";
 import { PartitionStore, type SubBatch } from "../../src/partition-store";
@@ -14,15 +13,10 @@ import type { PlacementTable } from "../../src/placement-store";
 import { FollowerGaps, tailStart, CLOCK_MARGIN_MS, type RecoveredCopy } from "../../src/shard/catch-up";
 import { Handoff } from "../../src/shard/handoff";
 import { PartitionRoles, Role } from "../../src/shard/partition-roles";
+import { tempDataDir } from "../support/processes";
 
 const quiet = { info: () => undefined, warn: () => undefined };
-const dirs: string[] = [];
-function tempDir(): string {
-  const d = fs.mkdtempSync(path.join(os.tmpdir(), "flowmesh-catch-up-"));
-  dirs.push(d);
-  return d;
-}
-afterAll(() => dirs.forEach((d) => fs.rmSync(d, { recursive: true, force: true })));
+const tempDir = () => tempDataDir("catch-up");
 
 const PARTITIONS = 4;
 const dedupe = { max: 1000, ttlMs: 600_000 };

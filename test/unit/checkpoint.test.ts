@@ -5,23 +5,17 @@
  * partition's (a crash in the middle of a round).
  */
 import * as fs from "fs";
-import * as os from "os";
 import * as path from "path";
 import { encodeWindow, recoverCheckpoints, writeCheckpoint } from "../../src/durability/checkpoint";
 import { Journal } from "../../src/durability/journal";
 import { Writer } from "../../src/wire/bytes";
 import { listSegments } from "../../src/durability/wal";
 import { PartitionStore, type RemovedFlow, type SubBatch } from "../../src/partition-store";
+import { tempDataDir } from "../support/processes";
 
 const quiet = { info: () => undefined, warn: () => undefined };
 const options = { max: 100, ttlMs: 600_000 };
-const dirs: string[] = [];
-function tempDir(): string {
-  const d = fs.mkdtempSync(path.join(os.tmpdir(), "flowmesh-ckpt-"));
-  dirs.push(d);
-  return d;
-}
-afterAll(() => dirs.forEach((d) => fs.rmSync(d, { recursive: true, force: true })));
+const tempDir = () => tempDataDir("ckpt");
 
 function open(dir: string, segmentBytes?: number): { store: PartitionStore; journal: Journal } {
   const store = new PartitionStore(options);

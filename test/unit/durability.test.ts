@@ -1,23 +1,27 @@
 import * as fs from "fs";
-import * as os from "os";
 import * as path from "path";
 import { Journal } from "../../src/durability/journal";
 import { CorruptLogError, listSegments, readLog, Wal } from "../../src/durability/wal";
 import { PartitionStore, type RemovedFlow, type SubBatch } from "../../src/partition-store";
+import { tempDataDir } from "../support/processes";
 
 const quiet = { info: () => undefined, warn: () => undefined };
-const dirs: string[] = [];
-function tempDir(): string {
-  const d = fs.mkdtempSync(path.join(os.tmpdir(), "flowmesh-unit-"));
-  dirs.push(d);
-  return d;
-}
-afterAll(() => dirs.forEach((d) => fs.rmSync(d, { recursive: true, force: true })));
+const tempDir = () => tempDataDir("unit");
 
 function records(dir: string): string[] {
   const out: string[] = [];
   readLog(dir, (_, p) => out.push(p.toString()), () => undefined);
   return out;
+}
+
+/** Ten records `r1-yyy...` .. `r10-yyy...`, each written on its own, in segments of 100 bytes: a new segment every two records. */
+async function writeTenSegmented(dir: string, filler: string): Promise<Wal> {
+  const wal = await writeLog(dir, [], 100);
+  for (let i = 1; i <= 10; i++) {
+    wal.append(Buffer.from(`r${i}-${filler.repeat(40)}`));
+    await wal.durable();
+  }
+  return wal;
 }
 
 async function writeLog(dir: string, payloads: string[], segmentBytes = 1 << 20): Promise<Wal> {
@@ -81,12 +85,7 @@ describe("write-ahead log", () => {
 
   test("appends after a reopen continue the numbering; whole segments below an LSN are deleted", async () => {
     const dir = tempDir();
-    const first = await writeLog(dir, [], 100);
-    for (let i = 1; i <= 10; i++) {
-      first.append(Buffer.from(`r${i}-${"y".repeat(40)}`));
-      await first.durable(); // one write per record: a new segment every two
-    }
-    await first.close();
+    await (await writeTenSegmented(dir, "y")).close();
     const next = readLog(dir, () => undefined, () => undefined);
     const wal = new Wal({ dir, mode: "interval", nextLsn: next, segmentBytes: 100, intervalMs: 1000, warn: () => undefined });
     expect(wal.append(Buffer.from("r11"))).toBe(11);
@@ -105,11 +104,7 @@ describe("write-ahead log", () => {
 
   test("recent records are read back from where this process wrote them, across segments, until their segment is deleted", async () => {
     const dir = tempDir();
-    const wal = await writeLog(dir, [], 100);
-    for (let i = 1; i <= 10; i++) {
-      wal.append(Buffer.from(`r${i}-${"z".repeat(40)}`));
-      await wal.durable(); // one write per record: a new segment every two
-    }
+    const wal = await writeTenSegmented(dir, "z");
     const read = (from: number, to: number, maxBytes = 1 << 20) => {
       const out: string[] = [];
       const bytes = wal.readRecent(from, to, maxBytes, (lsn, p) => out.push(`${lsn}:${p.toString().split("-")[0]}`));
