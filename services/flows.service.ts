@@ -30,6 +30,7 @@ import {
   type ApplyParams,
   type GroupResult,
   type GroupsPage,
+  type GroupsParams,
   type HourBounds,
   type ReadAnswer,
 } from "../src/protocol";
@@ -38,8 +39,8 @@ import { collectRecords, flowCsvChunks, flowJsonChunks } from "../src/query/flow
 import { mergePaged, type Paged } from "../src/query/hour-merge";
 import { ownerRead, readOwners, renderHour, type OwnerRead } from "../src/query/hour-read";
 import { readRange, widestHours } from "../src/query/range";
-import { rankTop, TotalOverflowError, TOP_TOTALS, type TopMetric } from "../src/query/top";
-import { groupSourceOf, mergeGroups, type GroupSource } from "../src/query/group-ids";
+import { rankTop, TotalOverflowError, TOP_TOTALS, type FieldGroups, type TopMetric } from "../src/query/top";
+import { groupSourceOf, mergeGroups } from "../src/query/group-ids";
 
 // Param schemas are fixed when the service is defined: limits come from the environment.
 const limits = readSettings(process.env);
@@ -212,9 +213,8 @@ const FlowsService: ServiceSchema = {
         const { from, to } = checked(requestedHours(ctx.params, limits.maxRangeHours));
         const by = checked(groupByOf(ctx.params.by));
         const filter = filterOf(ctx.params);
-        const partials: GroupSource[] = await this.askPrimaries((nodeID: string, partitions: number[], epoch: number) =>
-          // In a cluster, each shard node's groups in key order, to be merged k-way.
-          this.groupsFrom(ctx, nodeID, { epoch, partitions, from, to, filter, by, inKeyOrder: Boolean(this.broker.transit) }),
+        const partials: FieldGroups[][] = await this.askPrimaries((nodeID: string, partitions: number[], epoch: number) =>
+          this.groupsFrom(ctx, nodeID, { epoch, partitions, from, to, filter, by, fieldPages: true }),
         );
         const sums = mergeGroups(partials);
         let answer;
@@ -336,9 +336,9 @@ const FlowsService: ServiceSchema = {
     },
 
     /** One primary's per-group sums for top-N, page by page. */
-    async groupsFrom(ctx: Context, nodeID: string, params: object): Promise<GroupSource> {
+    async groupsFrom(ctx: Context, nodeID: string, params: GroupsParams): Promise<FieldGroups[]> {
       const answer = (await ctx.call(ShardActions.groups, params, { nodeID })) as GroupsPage | Buffer;
-      return groupSourceOf(answer, async (more) => (await ctx.call(ShardActions.groups, more, { nodeID })) as Buffer);
+      return groupSourceOf(answer, params.by.length, async (more) => (await ctx.call(ShardActions.groups, more, { nodeID })) as Buffer);
     },
 
     /**

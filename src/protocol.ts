@@ -12,7 +12,7 @@ import type { FlowFilter } from "./flow-key";
 import type { ApplyResult, FlowRun, SnapshotChunk } from "./partition-store";
 import type { TailEntry } from "./durability/log-tail";
 import type { RecoveredCopy } from "./shard/catch-up";
-import type { GroupColumns, GroupField } from "./query/top";
+import type { FieldGroups, GroupField } from "./query/top";
 import type { ParamProblem } from "./validation";
 
 export const SHARD_SERVICE = "flow-shard";
@@ -85,8 +85,12 @@ export interface GroupsParams {
   to: number;
   filter: FlowFilter;
   by: GroupField[];
-  /** Answer in key order (a gateway merging several shard nodes' answers asks for it). */
-  inKeyOrder?: boolean;
+  /**
+   * Answer a remote caller in field-groups pages (src/wire/field-groups-codec.ts); without
+   * it, in run pages of group keys, as a gateway of an older version reads them. (Older
+   * gateways sent `inKeyOrder`: the groups are always in key order now.)
+   */
+  fieldPages?: boolean;
 }
 
 /**
@@ -98,12 +102,10 @@ export interface GroupsMoreParams {
   page?: number;
 }
 
-/** A page of per-group sums (under MESSAGE_BYTES to a remote caller); cursor: more to ask for. */
+/** A primary's per-group sums, in process (a remote caller gets binary pages). */
 export interface GroupsPage {
-  groups: GroupColumns;
-  cursor: string | null;
-  /** The groups are in key order (as GroupsParams.inKeyOrder asked). */
-  inKeyOrder: boolean;
+  groups: FieldGroups;
+  cursor: null;
 }
 
 /** Gateway -> primary: the oldest and newest hour its partitions hold. */

@@ -6,29 +6,27 @@
  * top-N's time (~0.5 µs a flow). With ids kept, a shard adds flows into arrays indexed
  * by id (src/query/shard-queries.ts keeps each hour table's slot ids). It also keeps
  * the ids sorted by key (extended as ids appear), so it can hand its partial groups to
- * a gateway in key order at the cost of sorting integers.
+ * a gateway in key order at the cost of sorting integers, and numbers each field's
+ * values the same way, so the groups go out as FieldGroups (src/query/top.ts) with no
+ * string work per query.
  *
  * The gateway then merges the shards' sorted partial groups (mergeGroups), comparing
- * neighbouring keys: looking ~300k freshly decoded keys up in a Map of 100k, even one
- * kept across queries, cost ~0.25 µs each (a cache miss or two per key).
+ * indexes into dictionaries merged once: decoding ~300k group keys and comparing them
+ * as strings took ~100 ms of the gateway's CPU per query of a 1M-flow hour.
  *
  * Bounded: a grouping's ids are renumbered from scratch past MAX_GROUP_IDS (its
  * `generation` counts the renumberings, so lists of old ids can tell they are stale).
  */
 import type { GroupsMoreParams, GroupsPage } from "../protocol";
+import { decodeFieldGroupsPage, FIELD_GROUPS_FORMAT } from "../wire/field-groups-codec";
 import { decodeRunPage } from "../wire/run-codec";
-import { groupColumnsOf, GroupSums, type GroupColumns } from "./top";
+import { SEP } from "../flow-key";
+import { compareStrings, fieldGroupsOfKeys, groupColumnsOf, type FieldGroups, type GroupColumns } from "./top";
 
 export const MAX_GROUP_IDS = 1_000_000;
 
-/** Compares indexes by the keys at them (JavaScript's string order). */
-export const byKey =
-  (keys: readonly string[]) =>
-  (a: number, b: number): number =>
-    keys[a] < keys[b] ? -1 : keys[a] > keys[b] ? 1 : 0;
-
-export class GroupIds {
-  generation = 0;
+/** Strings numbered once, and the ids' order by string (kept, extended as ids appear). */
+export class StringIds {
   readonly keys: string[] = [];
   private readonly ids = new Map<string, number>();
   /** Ids in key order, and each id's place in it (for the ids below `ranked`). */
@@ -40,144 +38,308 @@ export class GroupIds {
     return this.keys.length;
   }
 
-  idOf(group: string): number {
-    let id = this.ids.get(group);
+  find(key: string): number | undefined {
+    return this.ids.get(key);
+  }
+
+  idOf(key: string): number {
+    let id = this.ids.get(key);
     if (id === undefined) {
-      if (this.keys.length >= MAX_GROUP_IDS) this.renumber();
       id = this.keys.length;
-      this.ids.set(group, id);
-      this.keys.push(group);
+      this.ids.set(key, id);
+      this.keys.push(key);
     }
     return id;
   }
 
-  renumber(): void {
+  clear(): void {
     this.ids.clear();
     this.keys.length = 0;
     this.order = [];
     this.ranked = 0;
-    this.generation++;
   }
 
   /** `ids` (distinct) in key order: the new ids since the last call are sorted and merged in first. */
-  sorted(ids: readonly number[]): number[] {
+  sorted(ids: ArrayLike<number>): number[] {
     this.rank();
-    const places = new Int32Array(ids.length);
-    for (let i = 0; i < ids.length; i++) places[i] = this.rankOf[ids[i]];
+    const n = ids.length;
+    const out = new Array<number>(n);
+    if (n * 16 >= this.ranked) {
+      // Most ids: picking them out of the whole order beats sorting their places.
+      const chosen = new Uint8Array(this.ranked);
+      for (let i = 0; i < n; i++) chosen[ids[i]] = 1;
+      for (let place = 0, i = 0; i < n; place++) if (chosen[this.order[place]] === 1) out[i++] = this.order[place];
+      return out;
+    }
+    const places = new Int32Array(n);
+    for (let i = 0; i < n; i++) places[i] = this.rankOf[ids[i]];
     places.sort();
-    const out = new Array<number>(ids.length);
-    for (let i = 0; i < ids.length; i++) out[i] = this.order[places[i]];
+    for (let i = 0; i < n; i++) out[i] = this.order[places[i]];
     return out;
   }
 
   private rank(): void {
     if (this.ranked === this.keys.length) return;
-    const cmp = byKey(this.keys);
+    const { keys } = this;
+    const cmp = (a: number, b: number) => compareStrings(keys[a], keys[b]);
     const fresh: number[] = [];
-    for (let id = this.ranked; id < this.keys.length; id++) fresh.push(id);
+    for (let id = this.ranked; id < keys.length; id++) fresh.push(id);
     fresh.sort(cmp);
     const old = this.order;
     const order = new Array<number>(old.length + fresh.length);
     for (let i = 0, j = 0, k = 0; k < order.length; k++) order[k] = j >= fresh.length || (i < old.length && cmp(old[i], fresh[j]) < 0) ? old[i++] : fresh[j++];
-    const rankOf = new Int32Array(this.keys.length);
+    const rankOf = new Int32Array(keys.length);
     for (let place = 0; place < order.length; place++) rankOf[order[place]] = place;
     this.order = order;
     this.rankOf = rankOf;
-    this.ranked = this.keys.length;
+    this.ranked = keys.length;
+  }
+}
+
+/** A grouping's group ids, and the ids of each of its fields' values (each group's in fieldRefs). */
+export class GroupIds {
+  generation = 0;
+  readonly groups = new StringIds();
+  readonly fields: StringIds[];
+  /** Per field: each group id's value id. */
+  private readonly fieldRefs: number[][];
+
+  constructor(readonly fieldCount = 1) {
+    this.fields = Array.from({ length: fieldCount }, () => new StringIds());
+    this.fieldRefs = Array.from({ length: fieldCount }, () => []);
+  }
+
+  get size(): number {
+    return this.groups.size;
+  }
+
+  get keys(): readonly string[] {
+    return this.groups.keys;
+  }
+
+  idOf(group: string): number {
+    const known = this.groups.find(group);
+    if (known !== undefined) return known;
+    if (this.groups.size >= MAX_GROUP_IDS) this.renumber();
+    // A group key is its fields' encoded values joined by the separator, which no value holds.
+    const parts = group.split(SEP);
+    for (let k = 0; k < this.fieldCount; k++) this.fieldRefs[k].push(this.fields[k].idOf(parts[k] ?? ""));
+    return this.groups.idOf(group);
+  }
+
+  renumber(): void {
+    this.groups.clear();
+    for (const f of this.fields) f.clear();
+    for (const r of this.fieldRefs) r.length = 0;
+    this.generation++;
+  }
+
+  /** `ids` (distinct) in key order. */
+  sorted(ids: readonly number[]): number[] {
+    return this.groups.sorted(ids);
+  }
+
+  /** The groups `ids` (in key order) with their sums (indexed by id) as FieldGroups. */
+  fieldGroups(ids: readonly number[], sums: { tx: ArrayLike<number>; rx: ArrayLike<number>; flows: ArrayLike<number> }): FieldGroups {
+    const n = ids.length;
+    const values: string[][] = [];
+    const refs: Int32Array[] = [];
+    this.fields.forEach((field, k) => {
+      const refOf = this.fieldRefs[k];
+      // The field's values these groups use, in key order, and each one's index among them.
+      const local = new Int32Array(field.size).fill(-1);
+      const used: number[] = [];
+      for (const id of ids) {
+        const v = refOf[id];
+        if (local[v] === -1) {
+          local[v] = 0;
+          used.push(v);
+        }
+      }
+      const dictionary = field.sorted(used);
+      dictionary.forEach((v, i) => (local[v] = i));
+      values.push(dictionary.map((v) => field.keys[v]));
+      const column = new Int32Array(n);
+      for (let i = 0; i < n; i++) column[i] = local[refOf[ids[i]]];
+      refs.push(column);
+    });
+    const column = (c: ArrayLike<number>) => {
+      const out = new Float64Array(n);
+      for (let i = 0; i < n; i++) out[i] = c[ids[i]];
+      return out;
+    };
+    return { values, refs, tx: column(sums.tx), rx: column(sums.rx), flows: column(sums.flows) };
   }
 }
 
 const byGrouping = new Map<string, GroupIds>();
 
-/** The ids of a grouping (`by` joined by commas: a handful of them in all). */
-export function groupIdsOf(grouping: string): GroupIds {
+/** The ids of a grouping (its `by` fields, in order: a handful of groupings in all). */
+export function groupIdsOf(by: readonly string[]): GroupIds {
+  const grouping = by.join(",");
   let ids = byGrouping.get(grouping);
-  if (ids === undefined) byGrouping.set(grouping, (ids = new GroupIds()));
+  if (ids === undefined) byGrouping.set(grouping, (ids = new GroupIds(by.length)));
   return ids;
 }
 
-/** One shard node's partial groups of a query: its pages, in order; `sorted` when their keys ascend throughout. */
-export interface GroupSource {
-  sorted: boolean;
-  pages: GroupColumns[];
+/**
+ * One shard node's partial groups: its pages, which follow each other in key order. In
+ * process: its FieldGroups. From another process: field-groups pages
+ * (src/wire/field-groups-codec.ts) whose first says how many there are, the rest asked
+ * for with `more` at once; or, from a shard node of an older version, run pages of
+ * group keys (src/wire/run-codec.ts, the next asked for by the cursor of the last),
+ * turned into FieldGroups here.
+ */
+export async function groupSourceOf(answer: GroupsPage | Buffer, fields: number, more: (params: GroupsMoreParams) => Promise<Buffer>): Promise<FieldGroups[]> {
+  if (!Buffer.isBuffer(answer)) return [answer.groups];
+  if (answer[0] === FIELD_GROUPS_FORMAT) {
+    const first = decodeFieldGroupsPage(answer);
+    const cursor = first.cursor;
+    if (cursor === null || first.pages <= 1) return [first.groups];
+    const rest = Array.from({ length: first.pages - 1 }, async (_, i) => decodeFieldGroupsPage(await more({ cursor, page: i + 1 })).groups);
+    return [first.groups, ...(await Promise.all(rest))];
+  }
+  const pages: GroupColumns[] = [];
+  for (let page = decodeRunPage(answer); ; page = decodeRunPage(await more({ cursor: page.cursor }))) {
+    pages.push(groupColumnsOf(page));
+    if (page.cursor === null) break;
+  }
+  const all = { keys: pages.flatMap((p) => p.keys), tx: pages.flatMap((p) => Array.from(p.tx)), rx: pages.flatMap((p) => Array.from(p.rx)), flows: pages.flatMap((p) => Array.from(p.flows)) };
+  return [fieldGroupsOfKeys(all, fields)];
 }
 
-/**
- * A shard node's answer to flow-shard.groups as a source. In process: its columns. From
- * another process: binary pages (src/wire/run-codec.ts) whose `version` says how many
- * there are, the rest asked for with `more` at once (0, from an older shard node: one
- * after another, each by the cursor of the last).
- */
-export async function groupSourceOf(answer: GroupsPage | Buffer, more: (params: GroupsMoreParams) => Promise<Buffer>): Promise<GroupSource> {
-  if (!Buffer.isBuffer(answer)) return { sorted: answer.inKeyOrder === true, pages: [answer.groups] };
-  const first = decodeRunPage(answer);
-  const pages: GroupColumns[] = [groupColumnsOf(first)];
-  const cursor = first.cursor;
-  let inKeyOrder = first.inKeyOrder;
-  if (cursor !== null && first.version > 1) {
-    const rest = Array.from({ length: first.version - 1 }, async (_, i) => {
-      const page = decodeRunPage(await more({ cursor, page: i + 1 }));
-      inKeyOrder &&= page.inKeyOrder;
-      return groupColumnsOf(page);
-    });
-    pages.push(...(await Promise.all(rest)));
-  } else {
-    for (let page = first; page.cursor !== null; ) {
-      page = decodeRunPage(await more({ cursor: page.cursor }));
-      inKeyOrder &&= page.inKeyOrder;
-      pages.push(groupColumnsOf(page));
+/** The distinct strings of sorted lists, sorted (merged two by two). */
+function unionSorted(lists: readonly string[][]): string[] {
+  let round = [...lists];
+  while (round.length > 1) {
+    const next: string[][] = [];
+    for (let i = 0; i < round.length; i += 2) {
+      if (i + 1 === round.length) {
+        next.push(round[i]);
+        continue;
+      }
+      const [a, b] = [round[i], round[i + 1]];
+      const out: string[] = [];
+      let x = 0;
+      let y = 0;
+      while (x < a.length || y < b.length) {
+        const c = y >= b.length ? -1 : x >= a.length ? 1 : compareStrings(a[x], b[y]);
+        out.push(c <= 0 ? a[x] : b[y]);
+        if (c <= 0) x++;
+        if (c >= 0) y++;
+      }
+      next.push(out);
     }
+    round = next;
   }
-  // A shard node of an older version sends its groups unsorted (and says nothing).
-  return { sorted: inKeyOrder, pages };
+  return round[0] ?? [];
+}
+
+/** One source's pages as one: refs renumbered into the merged dictionaries, columns concatenated. */
+interface Run {
+  refs: Int32Array[];
+  tx: Float64Array;
+  rx: Float64Array;
+  flows: Float64Array;
+  /** Each group's place in the merged order, as one number (equal for the same group). */
+  codes: Float64Array;
+}
+
+/** `pages` of one source as one run (codes to be filled); `indexes`: each merged dictionary's entries, by value. */
+function runOf(pages: readonly FieldGroups[], indexes: readonly Map<string, number>[]): Run {
+  let count = 0;
+  for (const page of pages) count += page.tx.length;
+  const run: Run = { refs: indexes.map(() => new Int32Array(count)), tx: new Float64Array(count), rx: new Float64Array(count), flows: new Float64Array(count), codes: new Float64Array(count) };
+  let at = 0;
+  for (const page of pages) {
+    const n = page.tx.length;
+    indexes.forEach((index, k) => {
+      const renumbered = Int32Array.from(page.values[k], (v) => index.get(v)!);
+      const from = page.refs[k];
+      const to = run.refs[k];
+      for (let i = 0; i < n; i++) to[at + i] = renumbered[from[i]];
+    });
+    run.tx.set(page.tx, at);
+    run.rx.set(page.rx, at);
+    run.flows.set(page.flows, at);
+    at += n;
+  }
+  return run;
 }
 
 /**
- * The sum of the shards' partial groups, one entry per group key. Sorted sources are
- * merged (in key order, the heads compared); any unsorted one (a shard in this process)
- * makes them added up by key instead.
+ * Each group's code: its refs as one number, field 0 most significant, when the
+ * dictionaries' sizes multiply to an exact number (almost always); else its rank among
+ * every run's groups, sorted field by field.
  */
-export function mergeGroups(sources: readonly GroupSource[]): GroupColumns {
-  const parts = sources.flatMap((s) => s.pages);
-  if (parts.length === 1) return parts[0];
-  if (sources.some((s) => !s.sorted)) {
-    const sums = new GroupSums();
-    for (const part of parts) sums.addAll(part);
-    return sums;
+function encodePlaces(runs: readonly Run[], sizes: readonly number[]): void {
+  let span = 1;
+  for (const size of sizes) span *= Math.max(size, 1);
+  if (span <= Number.MAX_SAFE_INTEGER) {
+    for (const run of runs) {
+      const { codes } = run;
+      sizes.forEach((size, k) => {
+        const refs = run.refs[k];
+        for (let i = 0; i < codes.length; i++) codes[i] = codes[i] * Math.max(size, 1) + refs[i];
+      });
+    }
+    return;
   }
+  const all: [run: Run, i: number][] = runs.flatMap((run) => Array.from(run.codes, (_, i) => [run, i] as [Run, number]));
+  const compare = ([a, i]: [Run, number], [b, j]: [Run, number]): number => {
+    for (let k = 0; k < sizes.length; k++) if (a.refs[k][i] !== b.refs[k][j]) return a.refs[k][i] - b.refs[k][j];
+    return 0;
+  };
+  all.sort(compare);
+  let rank = 0;
+  all.forEach((entry, e) => {
+    if (e > 0 && compare(all[e - 1], entry) !== 0) rank++;
+    entry[0].codes[entry[1]] = rank;
+  });
+}
+
+/**
+ * The sum of the shards' partial groups (each source's pages in key order), one entry
+ * per group, in key order: each field's dictionaries merged into one, every page's refs
+ * renumbered into it, each group given a code in key order (encodePlaces), then the
+ * sources merged k-way by code.
+ */
+export function mergeGroups(sources: readonly FieldGroups[][]): FieldGroups {
+  const nonEmpty = sources.map((pages) => pages.filter((page) => page.tx.length > 0)).filter((pages) => pages.length > 0);
+  if (nonEmpty.length === 1 && nonEmpty[0].length === 1) return nonEmpty[0][0];
+  const fields = sources.flat()[0]?.values.length ?? 0;
+  const values: string[][] = [];
+  for (let k = 0; k < fields; k++) values.push(unionSorted(nonEmpty.flat().map((page) => page.values[k])));
+  const runs = nonEmpty.map((pages) => runOf(pages, values.map((merged) => new Map(merged.map((v, i) => [v, i])))));
+  encodePlaces(runs, values.map((v) => v.length));
   let entries = 0;
-  for (const part of parts) entries += part.keys.length;
-  const keys = new Array<string>(entries);
+  for (const run of runs) entries += run.tx.length;
+  const refs = values.map(() => new Int32Array(entries));
   const tx = new Float64Array(entries);
   const rx = new Float64Array(entries);
   const flows = new Float64Array(entries);
-  // Each source's place: its page and the entry in it (a source's pages follow each other in key order), and its key there.
-  const pages = sources.map((s) => s.pages.filter((page) => page.keys.length > 0));
-  const pageAt = new Array<number>(sources.length).fill(0);
-  const at = new Array<number>(sources.length).fill(0);
-  const heads = pages.map((p) => (p.length > 0 ? p[0].keys[0] : ""));
-  // The sources not yet used up; the one whose head key is lowest goes next (a few nodes: a scan beats a heap, as in hour-merge.ts).
-  const live = pages.map((_, s) => s).filter((s) => pages[s].length > 0);
+  // Each run's next code (Infinity once used up); the lowest goes next (a few nodes: a scan beats a heap, as in hour-merge.ts).
+  const heads = Float64Array.from(runs, (run) => run.codes[0]);
+  const at = new Int32Array(runs.length);
   let j = -1;
-  let last = "";
-  while (live.length > 0) {
-    let low = 0;
-    for (let w = 1; w < live.length; w++) if (heads[live[w]] < heads[live[low]]) low = w;
-    const s = live[low];
-    const page = pages[s][pageAt[s]];
-    const i = at[s]++;
-    const key = heads[s];
-    if (j < 0 || last !== key) keys[++j] = last = key;
-    tx[j] += page.tx[i];
-    rx[j] += page.rx[i];
-    flows[j] += page.flows[i];
-    if (at[s] < page.keys.length) heads[s] = page.keys[at[s]];
-    else if (++pageAt[s] < pages[s].length) {
-      at[s] = 0;
-      heads[s] = pages[s][pageAt[s]].keys[0];
-    } else live.splice(low, 1);
+  let last = -1;
+  for (let left = entries; left > 0; left--) {
+    let r = 0;
+    for (let w = 1; w < heads.length; w++) if (heads[w] < heads[r]) r = w;
+    const run = runs[r];
+    const i = at[r]++;
+    const code = heads[r];
+    heads[r] = at[r] < run.codes.length ? run.codes[at[r]] : Infinity;
+    // A new group, unless it is the last one out (another run's part of it).
+    if (code !== last) {
+      last = code;
+      j++;
+      for (let k = 0; k < fields; k++) refs[k][j] = run.refs[k][i];
+    }
+    tx[j] += run.tx[i];
+    rx[j] += run.rx[i];
+    flows[j] += run.flows[i];
   }
   const n = j + 1;
-  keys.length = n;
-  return { keys, tx: tx.subarray(0, n), rx: rx.subarray(0, n), flows: flows.subarray(0, n) };
+  return { values, refs: refs.map((c) => c.subarray(0, n)), tx: tx.subarray(0, n), rx: rx.subarray(0, n), flows: flows.subarray(0, n) };
 }

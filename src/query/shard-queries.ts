@@ -17,8 +17,9 @@ import { keyMatcher } from "../flow-key";
 import { BoundedCursors } from "../cursors";
 import { cursorExpired, MESSAGE_BYTES, noSuchPage, type GroupsPage, type GroupsParams, type HourBounds, type HoursParams } from "../protocol";
 import { encodeRunPage, RUN_PAGE_VERSION_AT } from "../wire/run-codec";
-import { GroupSums, groupKeyOf, type GroupColumns } from "./top";
-import { byKey, groupIdsOf, type GroupIds } from "./group-ids";
+import { encodeFieldGroupsPages } from "../wire/field-groups-codec";
+import { fieldGroupsOfKeys, groupColumnsOfFields, GroupSums, groupKeyOf, type FieldGroups } from "./top";
+import { groupIdsOf, type GroupIds } from "./group-ids";
 
 /** Longest stretch of adding up before the event loop gets a turn. */
 const YIELD_MS = 20;
@@ -81,18 +82,6 @@ function grown(values: Float64Array, size: number): Float64Array {
 export const MAX_GROUPS_CURSORS = 256;
 export const MAX_CURSOR_GROUPS = 8_000_000;
 
-/** The same groups in key order. */
-function inKeyOrder(sums: GroupColumns): GroupColumns {
-  const { keys } = sums;
-  const order = Array.from(keys, (_, i) => i).sort(byKey(keys));
-  return {
-    keys: order.map((i) => keys[i]),
-    tx: Float64Array.from(order, (i) => sums.tx[i]),
-    rx: Float64Array.from(order, (i) => sums.rx[i]),
-    flows: Float64Array.from(order, (i) => sums.flows[i]),
-  };
-}
-
 const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 export class ShardQueries {
@@ -106,25 +95,23 @@ export class ShardQueries {
     await this.o.confirmServing(partitions, epoch);
     // Renumbered meanwhile (the ids ran out): once more from scratch; a query with more
     // groups than the ids can number is added up by key instead.
-    // In key order when asked (a gateway merges several shard nodes' groups k-way: src/query/group-ids.ts).
-    const inKeyOrder = params.inKeyOrder === true;
-    const sums = (await this.sumsById(params, inKeyOrder)) ?? (await this.sumsById(params, inKeyOrder)) ?? (await this.sumsByKey(params, inKeyOrder));
+    const sums = (await this.sumsById(params)) ?? (await this.sumsById(params)) ?? (await this.sumsByKey(params));
     await this.o.confirmServing(partitions, epoch);
-    return this.page(sums, remote, inKeyOrder);
+    return this.page(sums, remote, params.fieldPages === true);
   }
 
-  /** The per-group sums added by group id; null when the grouping's ids were renumbered meanwhile. */
-  private async sumsById(params: GroupsParams, sorted: boolean): Promise<GroupColumns | null> {
+  /** The per-group sums added by group id, in key order; null when the grouping's ids were renumbered meanwhile. */
+  private async sumsById(params: GroupsParams): Promise<FieldGroups | null> {
     const { by, filter } = params;
     const groupOf = groupKeyOf(by, {}) as (key: string) => string;
     const grouping = by.join(",");
-    const registry = groupIdsOf(grouping);
+    const registry = groupIdsOf(by);
     const matches = keyMatcher(filter);
     // Sums by group id, grown as ids appear; `seen` lists the ids this query touched.
     let tx: Float64Array = new Float64Array(1024);
     let rx: Float64Array = new Float64Array(1024);
     let flows: Float64Array = new Float64Array(1024);
-    let seen: number[] = [];
+    const seen: number[] = [];
     const generation = registry.generation;
     const complete = await this.eachTable(params, (table) => {
       const ids = slotIds(table, grouping, registry, groupOf);
@@ -147,22 +134,12 @@ export class ShardQueries {
       return true;
     });
     if (!complete) return null;
-    if (sorted) seen = registry.sorted(seen);
     // Columns straight from the ids (each id is in `seen` once): no Map of the keys.
-    const n = seen.length;
-    const out = { keys: new Array<string>(n), tx: new Float64Array(n), rx: new Float64Array(n), flows: new Float64Array(n) };
-    for (let i = 0; i < n; i++) {
-      const id = seen[i];
-      out.keys[i] = registry.keys[id];
-      out.tx[i] = tx[id];
-      out.rx[i] = rx[id];
-      out.flows[i] = flows[id];
-    }
-    return out;
+    return registry.fieldGroups(registry.sorted(seen), { tx, rx, flows });
   }
 
   /** The per-group sums added by group key (a query with more groups than the ids number). */
-  private async sumsByKey(params: GroupsParams, sorted: boolean): Promise<GroupColumns> {
+  private async sumsByKey(params: GroupsParams): Promise<FieldGroups> {
     const group = groupKeyOf(params.by, params.filter);
     const sums = new GroupSums();
     await this.eachTable(params, (table) => {
@@ -172,7 +149,7 @@ export class ShardQueries {
       }
       return true;
     });
-    return sorted ? inKeyOrder(sums) : sums;
+    return fieldGroupsOfKeys(sums, params.by.length);
   }
 
   /**
@@ -220,21 +197,28 @@ export class ShardQueries {
   }
 
   /**
-   * In process, the sums themselves; to another process, binary pages (src/wire/run-codec.ts,
-   * with the flows column): every page encoded now, numbered in their `version`, the
-   * first answered and the rest kept for the caller to ask for at once.
+   * In process, the sums themselves; to another process, binary pages, every page encoded
+   * now, the first answered and the rest kept for the caller to ask for at once:
+   * field-groups pages (src/wire/field-groups-codec.ts) when asked for, else run pages of
+   * group keys in key order (a gateway of an older version).
    */
-  private page(sums: GroupColumns, remote: boolean, inKeyOrder: boolean): GroupsPage | Buffer {
-    if (!remote) return { groups: sums, cursor: null, inKeyOrder };
+  private page(groups: FieldGroups, remote: boolean, fieldPages: boolean): GroupsPage | Buffer {
+    if (!remote) return { groups, cursor: null };
     const id = randomUUID();
-    const pages: Buffer[] = [];
-    for (let offset = 0; pages.length === 0 || offset < sums.keys.length; ) {
-      const { bytes, next } = encodeRunPage(0, sums, offset, MESSAGE_BYTES, () => id, sums.flows, inKeyOrder);
-      pages.push(bytes);
-      offset = next;
+    const count = groups.tx.length;
+    let pages: Buffer[];
+    if (fieldPages) pages = encodeFieldGroupsPages(groups, MESSAGE_BYTES, id);
+    else {
+      const sums = groupColumnsOfFields(groups);
+      pages = [];
+      for (let offset = 0; pages.length === 0 || offset < count; ) {
+        const { bytes, next } = encodeRunPage(0, sums, offset, MESSAGE_BYTES, () => id, sums.flows, true);
+        pages.push(bytes);
+        offset = next;
+      }
+      for (const page of pages) page.writeDoubleLE(pages.length, RUN_PAGE_VERSION_AT);
     }
-    for (const page of pages) page.writeDoubleLE(pages.length, RUN_PAGE_VERSION_AT);
-    if (pages.length > 1) this.cursors.keep(id, { pages, served: new Set(), next: 1, groups: sums.keys.length, expires: this.o.now() + this.o.cursorMs });
+    if (pages.length > 1) this.cursors.keep(id, { pages, served: new Set(), next: 1, groups: count, expires: this.o.now() + this.o.cursorMs });
     return pages[0];
   }
 }

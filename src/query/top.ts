@@ -1,8 +1,13 @@
 /**
  * Top-N over flows, exactly: each shard adds its primary partitions' flows into
- * per-group sums (GroupSums), the gateway adds the shards' partial sums into one
- * GroupSums and ranks it (rankTop). Every flow lives in one partition, so a flow (key
- * and hour) is counted once.
+ * per-group sums, the gateway adds the shards' partial sums up (src/query/group-ids.ts)
+ * and ranks them (rankTop). Every flow lives in one partition, so a flow (key and hour)
+ * is counted once.
+ *
+ * Partial sums travel as FieldGroups: each `by` field's values once, in a sorted
+ * dictionary, and each group as indexes into them, the groups in key order. A gateway
+ * then merges and ranks comparing small integers, and makes strings of the n groups it
+ * answers only (where 300k decoded group keys per query cost more than the shards' sums).
  *
  * A group key is the flow key's encoded components named by `by`, in `by`'s order,
  * joined by the key separator (src/flow-key.ts): the encoding keeps each component's
@@ -35,6 +40,58 @@ export interface GroupColumns {
 export function groupColumnsOf(page: { keys: string[]; tx: Float64Array; rx: Float64Array; flows?: Float64Array }): GroupColumns {
   if (page.flows === undefined) throw new Error("a page of groups without their flows");
   return { keys: page.keys, tx: page.tx, rx: page.rx, flows: page.flows };
+}
+
+/**
+ * Per-group sums, each group's `by` fields as indexes into dictionaries, groups in key
+ * order: ascending by refs[0], then refs[1], ... (a dictionary ascends, so this is the
+ * order of the group keys).
+ */
+export interface FieldGroups {
+  /** Per `by` field, in `by`'s order: its encoded values (components of flow keys), ascending, each once. */
+  values: string[][];
+  /** Per `by` field: each group's value, an index into values[k]. */
+  refs: ArrayLike<number>[];
+  tx: ArrayLike<number>;
+  rx: ArrayLike<number>;
+  flows: ArrayLike<number>;
+}
+
+/** The group key of group i of `groups` (its encoded fields joined by the key separator). */
+export function groupKeyAt(groups: FieldGroups, i: number): string {
+  return groups.values.map((values, k) => values[groups.refs[k][i]]).join(SEP);
+}
+
+/** Compares strings in JavaScript's order (UTF-16 code units). */
+export const compareStrings = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
+
+/** The `fields` components of a group key (missing ones empty). */
+function splitGroupKey(key: string, fields: number): string[] {
+  const parts = key.split(SEP);
+  while (parts.length < fields) parts.push("");
+  return parts.length > fields ? [...parts.slice(0, fields - 1), parts.slice(fields - 1).join(SEP)] : parts;
+}
+
+/** Groups keyed by group key (distinct keys, any order) as FieldGroups of `fields` fields. */
+export function fieldGroupsOfKeys(sums: GroupColumns, fields: number): FieldGroups {
+  const { keys } = sums;
+  const order = Array.from(keys, (_, i) => i).sort((a, b) => compareStrings(keys[a], keys[b]));
+  const parts = order.map((i) => splitGroupKey(keys[i], fields));
+  const values: string[][] = [];
+  const refs: Int32Array[] = [];
+  for (let k = 0; k < fields; k++) {
+    const distinct = [...new Set(parts.map((p) => p[k]))].sort(compareStrings);
+    const index = new Map(distinct.map((v, i) => [v, i]));
+    values.push(distinct);
+    refs.push(Int32Array.from(parts, (p) => index.get(p[k])!));
+  }
+  const column = (c: ArrayLike<number>) => Float64Array.from(order, (i) => c[i]);
+  return { values, refs, tx: column(sums.tx), rx: column(sums.rx), flows: column(sums.flows) };
+}
+
+/** FieldGroups as group keys and columns (for a gateway of an older version, and tests). */
+export function groupColumnsOfFields(groups: FieldGroups): GroupColumns {
+  return { keys: Array.from(groups.tx, (_, i) => groupKeyAt(groups, i)), tx: groups.tx, rx: groups.rx, flows: groups.flows };
 }
 
 /** Per-group sums being added up: flows on a shard, shards' partial sums on the gateway. */
@@ -132,10 +189,11 @@ export class TotalOverflowError extends Error {
  * The answer of a top-N query: the n groups largest by `metric` (descending, ties by
  * the `by` fields ascending), the rest summed as `other`, and the `total`.
  */
-export function rankTop(sums: GroupColumns, query: { from: number; to: number; by: GroupField[]; metric: TopMetric; n: number }): TopAnswer {
-  const { keys, tx, rx, flows } = sums;
-  const total = { bytes_tx: 0, bytes_rx: 0, bytes_total: 0, flows: 0, groups: keys.length };
-  for (let i = 0; i < keys.length; i++) {
+export function rankTop(groups: FieldGroups, query: { from: number; to: number; by: GroupField[]; metric: TopMetric; n: number }): TopAnswer {
+  const { refs, tx, rx, flows } = groups;
+  const count = tx.length;
+  const total = { bytes_tx: 0, bytes_rx: 0, bytes_total: 0, flows: 0, groups: count };
+  for (let i = 0; i < count; i++) {
     total.bytes_tx += tx[i];
     total.bytes_rx += rx[i];
     total.flows += flows[i];
@@ -144,20 +202,22 @@ export function rankTop(sums: GroupColumns, query: { from: number; to: number; b
   // Every group's sums are at most the total's: checking it checks them all.
   if (total.bytes_total > Number.MAX_SAFE_INTEGER) throw new TotalOverflowError(total);
   const value = query.metric === "bytes_tx" ? (i: number) => tx[i] : query.metric === "bytes_rx" ? (i: number) => rx[i] : (i: number) => tx[i] + rx[i];
-  /** Whether group i ranks before group j. */
+  /** Whether group i ranks before group j (ties: the lower group key, i.e. the lower refs, field by field). */
   const before = (i: number, j: number) => {
     const vi = value(i);
     const vj = value(j);
-    return vi !== vj ? vi > vj : keys[i] < keys[j];
+    if (vi !== vj) return vi > vj;
+    for (const r of refs) if (r[i] !== r[j]) return r[i] < r[j];
+    return false;
   };
-  const chosen = bestOf(keys.length, query.n, before);
+  const chosen = bestOf(count, query.n, before);
   const other = { ...total };
   const top = chosen.map((i): TopRow => {
     other.bytes_tx -= tx[i];
     other.bytes_rx -= rx[i];
     other.flows -= flows[i];
     other.groups--;
-    return { ...groupFields(keys[i], query.by), bytes_tx: tx[i], bytes_rx: rx[i], bytes_total: tx[i] + rx[i], flows: flows[i] };
+    return { ...groupFields(groupKeyAt(groups, i), query.by), bytes_tx: tx[i], bytes_rx: rx[i], bytes_total: tx[i] + rx[i], flows: flows[i] };
   });
   other.bytes_total = other.bytes_tx + other.bytes_rx;
   return { from: query.from, to: query.to, by: query.by, metric: query.metric, top, other, total };

@@ -5,10 +5,11 @@
 import { splitByPartition, type FlowRecord } from "../../src/batching";
 import { PartitionStore } from "../../src/partition-store";
 import { ShardQueries } from "../../src/query/shard-queries";
-import { bestOf, GROUP_FIELDS, groupColumnsOf, GroupSums, groupKeyOf, rankTop, TotalOverflowError, type GroupField, type TopMetric } from "../../src/query/top";
+import { bestOf, fieldGroupsOfKeys, GROUP_FIELDS, groupColumnsOf, groupColumnsOfFields, GroupSums, groupKeyOf, rankTop, TotalOverflowError, type FieldGroups, type GroupField, type TopMetric } from "../../src/query/top";
 import type { GroupsPage } from "../../src/protocol";
-import { mergeGroups, type GroupSource } from "../../src/query/group-ids";
+import { groupSourceOf, mergeGroups } from "../../src/query/group-ids";
 import { decodeRunPage, encodeRunPage } from "../../src/wire/run-codec";
+import { decodeFieldGroupsPage, encodeFieldGroupsPages } from "../../src/wire/field-groups-codec";
 import { flow } from "../support/api-contract";
 import { expectedTop, randomFlows, seeded, type TopQuery } from "../support/query-model";
 
@@ -26,16 +27,14 @@ function shards(records: FlowRecord[]) {
 
 async function top(records: FlowRecord[], q: TopQuery) {
   const { queries, partitions } = shards(records);
-  // Asked in process and from another process (binary pages), unsorted (as an older gateway asks) and in key order.
-  const ways: GroupSource[][] = [[], [], [], []];
+  // Asked in process, and from another process in field-groups pages and in run pages of group keys (as an older gateway asks).
+  const ways: FieldGroups[][][] = [[], [], []];
   for (const part of partitions) {
     const params = { epoch: 1, partitions: part, from: q.from, to: q.to, filter: q.filter ?? {}, by: q.by };
-    for (const [i, remote, inKeyOrder] of [[0, false, false], [1, false, true], [2, true, false], [3, true, true]] as const) {
-      const answer = await queries.groups({ ...params, inKeyOrder }, remote);
-      const page = Buffer.isBuffer(answer) ? decodeRunPage(answer) : null;
-      const sorted = page === null ? (answer as GroupsPage).inKeyOrder : page.inKeyOrder;
-      expect(sorted).toBe(inKeyOrder);
-      ways[i].push({ sorted, pages: [page === null ? (answer as GroupsPage).groups : groupColumnsOf(page)] });
+    for (const [i, remote, fieldPages] of [[0, false, false], [1, true, true], [2, true, false]] as const) {
+      const answer = await queries.groups({ ...params, fieldPages }, remote);
+      expect(Buffer.isBuffer(answer)).toBe(remote);
+      ways[i].push(await groupSourceOf(answer as GroupsPage | Buffer, q.by.length, async ({ cursor, page }) => queries.groupsMore(cursor, page)));
     }
   }
   const answer = rankTop(mergeGroups(ways[0]), q);
@@ -116,7 +115,8 @@ describe("pieces", () => {
       const { store, partitions } = shards(records);
       for (const part of partitions) for (const p of part) for (let h = 100; h < 106; h++) store.forEachFlow(p, h, (key) => seen.set(groupOf(key)!, []));
       const keys = [...seen.keys()];
-      const answer = rankTop({ keys, tx: keys.map(() => 1), rx: keys.map(() => 0), flows: keys.map(() => 1) }, { from: 0, to: 0, by, metric: "bytes_tx", n: keys.length });
+      const groups = fieldGroupsOfKeys({ keys, tx: keys.map(() => 1), rx: keys.map(() => 0), flows: keys.map(() => 1) }, by.length);
+      const answer = rankTop(groups, { from: 0, to: 0, by, metric: "bytes_tx", n: keys.length });
       const tuples = answer.top.map((t) => by.map((b) => t[b] as string));
       const sorted = [...tuples].sort((a, b) => a.reduce((c, x, i) => c || cmp(x, b[i]), 0));
       expect(tuples).toEqual(sorted);
@@ -170,7 +170,7 @@ describe("pieces", () => {
     expect(got.tx.reduce((a, b) => a + b, 0)).toBe((7999 * 8000) / 2);
 
     // The first page numbers the answer's pages: the rest asked for at once, in any order, one twice (a retry).
-    const params = { epoch: 1, partitions: all, from: 5, to: 5, filter: {}, by: ["src_app"] as GroupField[], inKeyOrder: true };
+    const params = { epoch: 1, partitions: all, from: 5, to: 5, filter: {}, by: ["src_app"] as GroupField[] };
     const first = decodeRunPage((await queries.groups(params, true)) as Buffer);
     expect(first.version).toBe(count);
     const cursor = first.cursor!;
@@ -187,6 +187,42 @@ describe("pieces", () => {
     const again = decodeRunPage((await queries.groups(params, true)) as Buffer);
     for (const bad of [0, count, 1.5, -1]) expect(() => queries.groupsMore(again.cursor!, bad)).toThrow(`No page ${bad} in an answer of ${count} pages`);
     expect(decodeRunPage(queries.groupsMore(again.cursor!, 1)).keys.length).toBeGreaterThan(0);
+  });
+
+  test("field-groups pages: under the byte limit, each column as narrow as its values allow, every group once", () => {
+    // 70,000 values of field 0 (refs past u16 on one page), sums past 2^32 (f64) and small (u32).
+    const count = 70_000;
+    const values = [Array.from({ length: count }, (_, i) => `src-${String(i).padStart(6, "0")}`), ["d\u00e9", "\uD800 lone", "z"]];
+    const groups: FieldGroups = {
+      values,
+      refs: [Int32Array.from({ length: count }, (_, i) => i), Int32Array.from({ length: count }, (_, i) => i % 3)],
+      tx: Float64Array.from({ length: count }, (_, i) => (i === 5 ? 2 ** 40 + 1 : i)),
+      rx: Float64Array.from({ length: count }, () => 7),
+      flows: Float64Array.from({ length: count }, () => 1),
+    };
+    for (const limit of [64 * 1024, 8 * 1024 * 1024]) {
+      const pages = encodeFieldGroupsPages(groups, limit, "c".repeat(36));
+      expect(pages.length).toBe(limit === 64 * 1024 ? pages.length : 1);
+      if (limit === 64 * 1024) expect(pages.length).toBeGreaterThan(10);
+      const decoded = pages.map(decodeFieldGroupsPage);
+      for (const page of pages) expect(page.length).toBeLessThanOrEqual(limit);
+      expect(decoded.every((d) => d.pages === pages.length && d.cursor === (pages.length > 1 ? "c".repeat(36) : null))).toBe(true);
+      const got = groupColumnsOfFields(mergeGroups([decoded.map((d) => d.groups)]));
+      const plain = (g: { keys: string[]; tx: ArrayLike<number>; rx: ArrayLike<number>; flows: ArrayLike<number> }) => [g.keys, Array.from(g.tx), Array.from(g.rx), Array.from(g.flows)];
+      expect(plain(got)).toEqual(plain(groupColumnsOfFields(groups)));
+      if (limit > 64 * 1024) {
+        const only = decoded[0].groups;
+        expect([only.refs[0].constructor, only.refs[1].constructor, only.tx.constructor, only.rx.constructor]).toEqual([Uint32Array, Uint16Array, Float64Array, Uint32Array]);
+      }
+    }
+    // Bytes that end early, or refer past a dictionary: a clear error.
+    const [first] = encodeFieldGroupsPages(groups, 64 * 1024, "c".repeat(36));
+    expect(() => decodeFieldGroupsPage(first.subarray(0, first.length - 40))).toThrow(/truncated|after the page/);
+    const page = encodeFieldGroupsPages({ values: [["a"]], refs: [[0]], tx: [1], rx: [1], flows: [1] }, 1024, "")[0];
+    const bad = Buffer.from(page);
+    bad[bad.indexOf(2, 1 + 8 + 4 + 1 + 4 + 2)] = 2; // the refs column's width, unchanged
+    bad[bad.length - 1 - 3 * (1 + 4) - 2] = 9; // the one ref: 9 of a dictionary of 1
+    expect(() => decodeFieldGroupsPage(bad)).toThrow("refers to entry 9 of 1");
   });
 
   test("a refused confirmation refuses the query, before and after adding up", async () => {

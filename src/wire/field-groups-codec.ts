@@ -1,0 +1,157 @@
+/**
+ * The field-groups codec: a shard's partial top-N sums (src/query/top.ts FieldGroups)
+ * in binary pages, as a primary sends them to a gateway in another process. Each page
+ * stands alone: it carries the dictionary entries its groups use, renumbered.
+ *
+ *   page   = u8 FIELD_GROUPS_FORMAT | f64 pages | u32 count | u8 fields
+ *          | (u32 size | str value * size | column refs) * fields
+ *          | column tx | column rx | column flows | str cursor ("" for a one-page answer)
+ *   column = u8 width | count values: width 2 = u16, 4 = u32, 8 = f64, little-endian
+ *
+ * A column takes the narrowest width its page's values fit exactly (refs: u16 below
+ * 65,536 dictionary entries; sums: u32 for integers below 2^32): a group of two fields
+ * is ~16 bytes where keys and f64 sums took ~45. `pages` is the number of pages of the
+ * whole answer (every page encoded before the first is sent), so a gateway asks for the
+ * rest at once. Same string conventions as the other codecs (src/wire/bytes.ts).
+ *
+ * No Moleculer here; mixins/binary.serializer.ts carries the page as its bytes.
+ */
+import type { FieldGroups } from "../query/top";
+import { Reader, Writer } from "./bytes";
+
+export const FIELD_GROUPS_FORMAT = 0xb4;
+/** Where a page's count of pages is (a float64 after the format byte). */
+const PAGES_AT = 1;
+/** format, pages, count, fields. */
+const HEAD_BYTES = 14;
+/** Room kept for the cursor at the end (a UUID, 36 bytes, and its length). */
+const CURSOR_ROOM = 48;
+/** Bytes of a column's width, and the most a string of n UTF-16 units takes (len s). */
+const WIDTH_BYTES = 1;
+const stringBytes = (s: string): number => 5 + 3 * s.length;
+
+const U16 = 2;
+const U32 = 4;
+const F64 = 8;
+
+function widthOf(values: ArrayLike<number>, from: number, to: number, refs: boolean): number {
+  let most = 0;
+  for (let i = from; i < to; i++) {
+    const v = values[i];
+    if (v !== v >>> 0) return F64;
+    if (v > most) most = v;
+  }
+  return refs && most <= 0xffff ? U16 : U32;
+}
+
+/** The column of values[from..to) (each mapped by `map` when given) at `at` of `w`. */
+function writeColumn(w: Writer, values: ArrayLike<number>, from: number, to: number, width: number, map?: Int32Array): void {
+  const n = to - from;
+  w.room(WIDTH_BYTES + width * n);
+  w.buf[w.at++] = width;
+  const column = width === U16 ? new Uint16Array(n) : width === U32 ? new Uint32Array(n) : new Float64Array(n);
+  if (map === undefined) for (let i = 0; i < n; i++) column[i] = values[from + i];
+  else for (let i = 0; i < n; i++) column[i] = map[values[from + i]];
+  // The host's byte order is little-endian (as the run codec's numbers assume).
+  w.buf.set(new Uint8Array(column.buffer), w.at);
+  w.at += width * n;
+}
+
+function readColumn(r: Reader, count: number): Uint16Array | Uint32Array | Float64Array {
+  const width = r.u8();
+  if (width !== U16 && width !== U32 && width !== F64) throw new Error(`field-groups codec: unknown column width ${width}`);
+  r.need(width * count);
+  const column = width === U16 ? new Uint16Array(count) : width === U32 ? new Uint32Array(count) : new Float64Array(count);
+  // A copy: the page's bytes need not be aligned for a view.
+  new Uint8Array(column.buffer).set(r.buf.subarray(r.at, r.at + width * count));
+  r.at += width * count;
+  return column;
+}
+
+/**
+ * Every page of `groups`, each at most maxBytes (at least one group), `cursor` naming
+ * where the rest wait (written on every page of a several-page answer).
+ */
+export function encodeFieldGroupsPages(groups: FieldGroups, maxBytes: number, cursor: string): Buffer[] {
+  const { values, refs, tx, rx, flows } = groups;
+  const count = tx.length;
+  const fields = values.length;
+  // Per field: a dictionary entry's index in the page being cut (-1: unused so far), and the entries used.
+  const localOf = values.map((v) => new Int32Array(v.length).fill(-1));
+  const pages: Buffer[] = [];
+  for (let from = 0; pages.length === 0 || from < count; ) {
+    const used: number[][] = values.map(() => []);
+    let bytes = HEAD_BYTES + CURSOR_ROOM + fields * (4 + WIDTH_BYTES) + 3 * WIDTH_BYTES;
+    let to = from;
+    for (; to < count; to++) {
+      let more = fields * U32 + 3 * F64;
+      for (let k = 0; k < fields; k++) if (localOf[k][refs[k][to]] === -1) more += stringBytes(values[k][refs[k][to]]);
+      if (to > from && bytes + more > maxBytes) break;
+      bytes += more;
+      for (let k = 0; k < fields; k++) {
+        const ref = refs[k][to];
+        if (localOf[k][ref] === -1) {
+          localOf[k][ref] = 0;
+          used[k].push(ref);
+        }
+      }
+    }
+    const w = new Writer(Math.min(bytes, maxBytes));
+    w.u8(FIELD_GROUPS_FORMAT);
+    w.f64(0); // the count of pages, once known
+    w.u32(to - from);
+    w.u8(fields);
+    for (let k = 0; k < fields; k++) {
+      // Ascending indexes are ascending values: the page's dictionary stays sorted.
+      const entries = Int32Array.from(used[k]).sort();
+      entries.forEach((ref, local) => (localOf[k][ref] = local));
+      w.u32(entries.length);
+      for (const ref of entries) w.str(values[k][ref]);
+      writeColumn(w, refs[k], from, to, entries.length <= 0xffff ? U16 : U32, localOf[k]);
+      for (const ref of entries) localOf[k][ref] = -1;
+    }
+    for (const column of [tx, rx, flows]) writeColumn(w, column, from, to, widthOf(column, from, to, false));
+    w.str(to < count || from > 0 ? cursor : "");
+    pages.push(w.done());
+    from = to;
+  }
+  for (const page of pages) page.writeDoubleLE(pages.length, PAGES_AT);
+  return pages;
+}
+
+export interface FieldGroupsPage {
+  /** The number of pages of the whole answer. */
+  pages: number;
+  /** Where the other pages wait on the shard; null for a one-page answer. */
+  cursor: string | null;
+  groups: FieldGroups;
+}
+
+export function decodeFieldGroupsPage(bytes: Buffer): FieldGroupsPage {
+  const r = new Reader(bytes);
+  const format = r.u8();
+  if (format !== FIELD_GROUPS_FORMAT) throw new Error(`field-groups codec: unknown page format ${format}`);
+  const pages = r.f64();
+  const count = r.u32();
+  const fields = r.u8();
+  // At least a width byte and two bytes per group per column: a wrong count fails here, not after allocating.
+  r.need((fields + 3) * (WIDTH_BYTES + 2 * count));
+  const values: string[][] = [];
+  const refs: ArrayLike<number>[] = [];
+  for (let k = 0; k < fields; k++) {
+    const size = r.u32();
+    r.need(size);
+    const dictionary = new Array<string>(size);
+    for (let i = 0; i < size; i++) dictionary[i] = r.str();
+    const column = readColumn(r, count);
+    for (let i = 0; i < count; i++) if (column[i] >= size) throw new Error(`field-groups codec: group ${i} refers to entry ${column[i]} of ${size}`);
+    values.push(dictionary);
+    refs.push(column);
+  }
+  const tx = readColumn(r, count);
+  const rx = readColumn(r, count);
+  const flows = readColumn(r, count);
+  const cursor = r.str();
+  if (r.at !== bytes.length) throw new Error(`field-groups codec: ${bytes.length - r.at} byte(s) after the page`);
+  return { pages, cursor: cursor === "" ? null : cursor, groups: { values, refs, tx, rx, flows } };
+}
