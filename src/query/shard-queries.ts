@@ -107,10 +107,11 @@ export class ShardQueries {
     const grouping = by.join(",");
     const registry = groupIdsOf(by);
     const matches = keyMatcher(filter);
-    // Sums by group id, grown as ids appear; `seen` lists the ids this query touched.
-    let tx: Float64Array = new Float64Array(1024);
-    let rx: Float64Array = new Float64Array(1024);
-    let flows: Float64Array = new Float64Array(1024);
+    // Sums by group id, grown as ids appear (sized for the ids known: a repeated query never grows them); `seen` lists the ids this query touched.
+    const size = Math.max(1024, registry.size);
+    let tx: Float64Array = new Float64Array(size);
+    let rx: Float64Array = new Float64Array(size);
+    let flows: Float64Array = new Float64Array(size);
     const seen: number[] = [];
     const generation = registry.generation;
     const complete = await this.eachTable(params, (table) => {

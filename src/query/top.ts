@@ -51,10 +51,12 @@ export interface FieldGroups {
   /** Per `by` field, in `by`'s order: its encoded values (components of flow keys), ascending, each once. */
   values: string[][];
   /** Per `by` field: each group's value, an index into values[k]. */
-  refs: ArrayLike<number>[];
-  tx: ArrayLike<number>;
-  rx: ArrayLike<number>;
-  flows: ArrayLike<number>;
+  refs: Int32Array[];
+  // One array type per column wherever groups come from (pages decode into them): the
+  // merge and the ranking stay monomorphic.
+  tx: Float64Array;
+  rx: Float64Array;
+  flows: Float64Array;
 }
 
 /** The group key of group i of `groups` (its encoded fields joined by the key separator). */

@@ -57,7 +57,8 @@ function writeColumn(w: Writer, values: ArrayLike<number>, from: number, to: num
   w.at += width * n;
 }
 
-function readColumn(r: Reader, count: number): Uint16Array | Uint32Array | Float64Array {
+/** A column, as `As` (Int32Array for refs, Float64Array for sums, whatever its width on the wire). */
+function readColumn<T extends Int32Array | Float64Array>(r: Reader, count: number, As: { from(values: ArrayLike<number>): T }): T {
   const width = r.u8();
   if (width !== U16 && width !== U32 && width !== F64) throw new Error(`field-groups codec: unknown column width ${width}`);
   r.need(width * count);
@@ -65,7 +66,7 @@ function readColumn(r: Reader, count: number): Uint16Array | Uint32Array | Float
   // A copy: the page's bytes need not be aligned for a view.
   new Uint8Array(column.buffer).set(r.buf.subarray(r.at, r.at + width * count));
   r.at += width * count;
-  return column;
+  return As.from(column);
 }
 
 /**
@@ -137,20 +138,20 @@ export function decodeFieldGroupsPage(bytes: Buffer): FieldGroupsPage {
   // At least a width byte and two bytes per group per column: a wrong count fails here, not after allocating.
   r.need((fields + 3) * (WIDTH_BYTES + 2 * count));
   const values: string[][] = [];
-  const refs: ArrayLike<number>[] = [];
+  const refs: Int32Array[] = [];
   for (let k = 0; k < fields; k++) {
     const size = r.u32();
     r.need(size);
     const dictionary = new Array<string>(size);
     for (let i = 0; i < size; i++) dictionary[i] = r.str();
-    const column = readColumn(r, count);
+    const column = readColumn(r, count, Int32Array);
     for (let i = 0; i < count; i++) if (column[i] >= size) throw new Error(`field-groups codec: group ${i} refers to entry ${column[i]} of ${size}`);
     values.push(dictionary);
     refs.push(column);
   }
-  const tx = readColumn(r, count);
-  const rx = readColumn(r, count);
-  const flows = readColumn(r, count);
+  const tx = readColumn(r, count, Float64Array);
+  const rx = readColumn(r, count, Float64Array);
+  const flows = readColumn(r, count, Float64Array);
   const cursor = r.str();
   if (r.at !== bytes.length) throw new Error(`field-groups codec: ${bytes.length - r.at} byte(s) after the page`);
   return { pages, cursor: cursor === "" ? null : cursor, groups: { values, refs, tx, rx, flows } };

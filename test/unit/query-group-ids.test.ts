@@ -141,47 +141,41 @@ test("ids in key order, the order extended as ids appear (random keys, several r
 });
 
 describe("merging shards' groups", () => {
-  /** FieldGroups of (a, b) pairs with tx = the pair's a + b, over dictionaries `values`. */
-  const groupsOf = (values: string[][], pairs: [number, number][]): FieldGroups => {
-    const sortedPairs = [...pairs].sort((x, y) => x[0] - y[0] || x[1] - y[1]);
+  /** FieldGroups of `tuples` (each of the same length: one index per field, into `name`'s spelling, groups in key order). */
+  const spelled = (tuples: number[][], name: (i: number) => string): FieldGroups => {
+    const fields = tuples[0].length;
+    const dictionaries = Array.from({ length: fields }, (_, k) => [...new Set(tuples.map((t) => t[k]))].sort((x, y) => x - y));
+    const places = dictionaries.map((d) => new Map(d.map((v, i) => [v, i])));
+    const sorted = [...tuples].sort((x, y) => x.reduce((c, v, k) => c || v - y[k], 0));
     return {
-      values,
-      refs: [Int32Array.from(sortedPairs, (p) => p[0]), Int32Array.from(sortedPairs, (p) => p[1])],
-      tx: sortedPairs.map(([a, b]) => a + b),
-      rx: sortedPairs.map(() => 1),
-      flows: sortedPairs.map(() => 1),
+      values: dictionaries.map((d) => d.map(name)),
+      refs: places.map((place, k) => Int32Array.from(sorted, (t) => place.get(t[k])!)),
+      tx: Float64Array.from(sorted, (t) => t[0] + 1),
+      rx: Float64Array.from(sorted, () => 1),
+      flows: Float64Array.from(sorted, () => 1),
     };
   };
+  const expectMerged = (pages: FieldGroups[][]) => {
+    const merged = groupColumnsOfFields(mergeGroups(pages));
+    const expected = new GroupSums();
+    for (const page of pages.flat()) expected.addAll(groupColumnsOfFields(page));
+    const at = new Map(expected.keys.map((k, i) => [k, i]));
+    expect(merged.keys).toEqual([...expected.keys].sort());
+    expect(merged.keys.map((_, i) => [merged.tx[i], merged.rx[i], merged.flows[i]])).toEqual(merged.keys.map((k) => [expected.tx[at.get(k)!], expected.rx[at.get(k)!], expected.flows[at.get(k)!]]));
+  };
+  const name = (i: number) => `v${String(i).padStart(6, "0")}`;
 
-  test("dictionaries of any size merge to the same sums (codes as one number, and ranks when the sizes multiply past 2^53)", () => {
-    for (const size of [5, 100_000_000]) {
-      // Dictionaries of `size` entries would not fit in memory: entries spelled as sorted numbers, only the used ones listed per page.
-      const name = (i: number) => String(i).padStart(10, "0");
-      const pageOf = (pairs: [number, number][]) => {
-        const a = [...new Set(pairs.map((p) => p[0]))].sort((x, y) => x - y);
-        const b = [...new Set(pairs.map((p) => p[1]))].sort((x, y) => x - y);
-        const third = size > 5 ? Array.from({ length: 3 }, (_, i) => name(size - i * 7)).sort() : [];
-        const page = groupsOf([a.map(name), b.map(name)], pairs.map(([x, y]) => [a.indexOf(x), b.indexOf(y)]));
-        // A third field makes the sizes multiply past 2^53 (its one value per group: the first).
-        if (size > 5) {
-          page.values.push(third);
-          page.refs.push(new Int32Array(pairs.length));
-        }
-        page.tx = Array.from(page.refs[0], (r, i) => Number(page.values[0][r]) + Number(page.values[1][page.refs[1][i]]));
-        return page;
-      };
-      const big = size > 5 ? 50_000_000 : 0;
-      // Source one's pages follow each other in key order (as a shard's do); source two overlaps both.
-      const one: [number, number][] = [[1, 2], [3, 4], [big + 3, 1]];
-      const three: [number, number][] = [[big + 4, 0], [big + 6, 3]];
-      const two: [number, number][] = [[0, 0], [1, 2], [big + 3, 1], [big + 4, big], [big + 6, 3]];
-      const merged = groupColumnsOfFields(mergeGroups([[pageOf(one), pageOf(three)], [pageOf(two)], []]));
-      const expected = new GroupSums();
-      for (const part of [pageOf(one), pageOf(two), pageOf(three)]) expected.addAll(groupColumnsOfFields(part));
-      expect(merged.keys).toEqual([...merged.keys].sort());
-      expect(merged.keys.map((k, i) => [k, merged.tx[i], merged.flows[i]])).toEqual(
-        expected.keys.map((k, i) => [k, expected.tx[i], expected.flows[i]] as [string, number, number]).sort((x, y) => (x[0] < y[0] ? -1 : 1)),
-      );
-    }
+  test("most of the possible groups (added up densely), few of them (merged k-way), overlapping: the same sums", () => {
+    // Every pair of 20 x 20, from three sources: 400 of 400 possible groups.
+    expectMerged([0, 1, 2].map((s) => [spelled(Array.from({ length: 400 }, (_, i) => [Math.floor(i / 20), (i + s) % 20]), name)]));
+    // The pairs (i, i) for i in [50 s, 50 s + 100): 200 groups of 40,000 possible, half of them in two sources; source 0 in two pages.
+    const diagonal = (s: number, from = 0, to = 100) => Array.from({ length: to - from }, (_, i) => [50 * s + from + i, 50 * s + from + i]);
+    expectMerged([[spelled(diagonal(0, 0, 60), name), spelled(diagonal(0, 60, 100), name)], [spelled(diagonal(1), name)], [spelled(diagonal(2), name)]]);
+  });
+
+  test("dictionaries whose sizes multiply past 2^53: groups ranked by sorting them, the same sums", () => {
+    // Three fields of 220,000 values each: 220,000^3 > 2^53 possible groups.
+    const triples = (from: number, to: number) => Array.from({ length: to - from }, (_, i) => [from + i, from + i, from + i]);
+    expectMerged([[spelled(triples(0, 210_000), name)], [spelled(triples(100_000, 220_000), name)]]);
   });
 });

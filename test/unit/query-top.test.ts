@@ -211,14 +211,17 @@ describe("pieces", () => {
       const plain = (g: { keys: string[]; tx: ArrayLike<number>; rx: ArrayLike<number>; flows: ArrayLike<number> }) => [g.keys, Array.from(g.tx), Array.from(g.rx), Array.from(g.flows)];
       expect(plain(got)).toEqual(plain(groupColumnsOfFields(groups)));
       if (limit > 64 * 1024) {
-        const only = decoded[0].groups;
-        expect([only.refs[0].constructor, only.refs[1].constructor, only.tx.constructor, only.rx.constructor]).toEqual([Uint32Array, Uint16Array, Float64Array, Uint32Array]);
+        // One page: head, then per field its dictionary and refs (u32: 70,000 entries; u16: 3), then tx (f64: 2^40 + 1), rx and flows (u32), and an empty cursor.
+        const strings = (list: string[]) => list.reduce((sum, v) => sum + (v.isWellFormed() ? 1 + Buffer.byteLength(v) : 5 + 2 * v.length), 0);
+        const columns = [4, 2, 8, 4, 4].reduce((sum, width) => sum + 1 + width * count, 0);
+        expect(pages[0].length).toBe(14 + 2 * 4 + strings(values[0]) + strings(values[1]) + columns + 1);
       }
     }
     // Bytes that end early, or refer past a dictionary: a clear error.
     const [first] = encodeFieldGroupsPages(groups, 64 * 1024, "c".repeat(36));
     expect(() => decodeFieldGroupsPage(first.subarray(0, first.length - 40))).toThrow(/truncated|after the page/);
-    const page = encodeFieldGroupsPages({ values: [["a"]], refs: [[0]], tx: [1], rx: [1], flows: [1] }, 1024, "")[0];
+    const one = Float64Array.of(1);
+    const page = encodeFieldGroupsPages({ values: [["a"]], refs: [Int32Array.of(0)], tx: one, rx: one, flows: one }, 1024, "")[0];
     const bad = Buffer.from(page);
     bad[bad.indexOf(2, 1 + 8 + 4 + 1 + 4 + 2)] = 2; // the refs column's width, unchanged
     bad[bad.length - 1 - 3 * (1 + 4) - 2] = 9; // the one ref: 9 of a dictionary of 1
