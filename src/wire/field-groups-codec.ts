@@ -58,7 +58,7 @@ function writeColumn(w: Writer, values: ArrayLike<number>, from: number, to: num
 }
 
 /** A column, as `As` (Int32Array for refs, Float64Array for sums, whatever its width on the wire). */
-function readColumn<T extends Int32Array | Float64Array>(r: Reader, count: number, As: { from(values: ArrayLike<number>): T }): T {
+function readColumn<T extends Int32Array | Float64Array>(r: Reader, count: number, As: new (values: ArrayLike<number>) => T): T {
   const width = r.u8();
   if (width !== U16 && width !== U32 && width !== F64) throw new Error(`field-groups codec: unknown column width ${width}`);
   r.need(width * count);
@@ -66,7 +66,8 @@ function readColumn<T extends Int32Array | Float64Array>(r: Reader, count: numbe
   // A copy: the page's bytes need not be aligned for a view.
   new Uint8Array(column.buffer).set(r.buf.subarray(r.at, r.at + width * count));
   r.at += width * count;
-  return As.from(column);
+  // The constructor copies a typed array natively (TypedArray.from iterates).
+  return column instanceof As ? column : new As(column);
 }
 
 /**
