@@ -88,7 +88,7 @@ export interface GroupsParams {
   /**
    * Answer a remote caller in field-groups pages (src/wire/field-groups-codec.ts); without
    * it, in run pages of group keys, as a gateway of an older version reads them. (Older
-   * gateways sent `inKeyOrder`: the groups are always in key order now.)
+   * gateways sent `inKeyOrder`, which is ignored: they add the pages up by key.)
    */
   fieldPages?: boolean;
 }

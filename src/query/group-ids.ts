@@ -4,15 +4,15 @@
  * A shard numbers each group key of a grouping (the `by` fields) once, kept across
  * queries: hashing a group key into a Map that grows with every query was most of a
  * top-N's time (~0.5 µs a flow). With ids kept, a shard adds flows into arrays indexed
- * by id (src/query/shard-queries.ts keeps each hour table's slot ids). It also keeps
- * the ids sorted by key (extended as ids appear), so it can hand its partial groups to
- * a gateway in key order at the cost of sorting integers, and numbers each field's
- * values the same way, so the groups go out as FieldGroups (src/query/top.ts) with no
- * string work per query.
+ * by id (src/query/shard-queries.ts keeps each hour table's slot ids). It numbers each
+ * field's values too, and keeps their order by value (extended as ids appear), so the
+ * groups go out as FieldGroups (src/query/top.ts), their dictionaries sorted by sorting
+ * integers: no string work per query.
  *
- * The gateway then merges the shards' sorted partial groups (mergeGroups), comparing
- * indexes into dictionaries merged once: decoding ~300k group keys and comparing them
- * as strings took ~100 ms of the gateway's CPU per query of a 1M-flow hour.
+ * The gateway then adds the shards' partial groups up (mergeGroups) by one number per
+ * group, made of its indexes into dictionaries merged once: decoding ~300k group keys
+ * and comparing them as strings took ~100 ms of the gateway's CPU per query of a 1M-flow
+ * hour.
  *
  * Bounded: a grouping's ids are renumbered from scratch past MAX_GROUP_IDS (its
  * `generation` counts the renumberings, so lists of old ids can tell they are stale).
@@ -134,12 +134,7 @@ export class GroupIds {
     this.generation++;
   }
 
-  /** `ids` (distinct) in key order. */
-  sorted(ids: readonly number[]): number[] {
-    return this.groups.sorted(ids);
-  }
-
-  /** The groups `ids` (in key order) with their sums (indexed by id) as FieldGroups. */
+  /** The groups `ids` with their sums (indexed by id) as FieldGroups. */
   fieldGroups(ids: readonly number[], sums: { tx: ArrayLike<number>; rx: ArrayLike<number>; flows: ArrayLike<number> }): FieldGroups {
     const n = ids.length;
     const values: string[][] = [];
@@ -183,7 +178,7 @@ export function groupIdsOf(by: readonly string[]): GroupIds {
 }
 
 /**
- * One shard node's partial groups: its pages, which follow each other in key order. In
+ * One shard node's partial groups: its pages. In
  * process: its FieldGroups. From another process: field-groups pages
  * (src/wire/field-groups-codec.ts) whose first says how many there are, the rest asked
  * for with `more` at once; or, from a shard node of an older version, run pages of
@@ -235,95 +230,47 @@ function unionSorted(lists: readonly string[][]): string[] {
   return round[0] ?? [];
 }
 
-/** One source's pages as one: refs renumbered into the merged dictionaries, columns concatenated. */
-interface Run {
-  refs: Int32Array[];
-  tx: Float64Array;
-  rx: Float64Array;
-  flows: Float64Array;
-  /** Each group's place in the merged order, as one number (equal for the same group). */
-  codes: Float64Array;
+/** A page and, per field, each of its dictionary entries' index in the merged dictionary. */
+interface Renumbering {
+  page: FieldGroups;
+  to: Int32Array[];
 }
 
-/** `pages` of one source as one run (codes to be filled); `indexes`: each merged dictionary's entries, by value. */
-function runOf(pages: readonly FieldGroups[], indexes: readonly Map<string, number>[]): Run {
-  let count = 0;
-  for (const page of pages) count += page.tx.length;
-  const run: Run = { refs: indexes.map(() => new Int32Array(count)), tx: new Float64Array(count), rx: new Float64Array(count), flows: new Float64Array(count), codes: new Float64Array(count) };
-  let at = 0;
-  for (const page of pages) {
-    const n = page.tx.length;
-    indexes.forEach((index, k) => {
-      const renumbered = Int32Array.from(page.values[k], (v) => index.get(v)!);
-      const from = page.refs[k];
-      const to = run.refs[k];
-      for (let i = 0; i < n; i++) to[at + i] = renumbered[from[i]];
-    });
-    run.tx.set(page.tx, at);
-    run.rx.set(page.rx, at);
-    run.flows.set(page.flows, at);
-    at += n;
+/** Each group's code: its merged refs as one number, field 0 most significant (exact while the dictionaries' sizes multiply to at most 2^53). */
+function codesOf({ page, to }: Renumbering, sizes: readonly number[], codes: Float64Array): void {
+  const n = page.tx.length;
+  codes.fill(0, 0, n);
+  for (let k = 0; k < sizes.length; k++) {
+    const refs = page.refs[k];
+    const map = to[k];
+    const size = sizes[k];
+    for (let i = 0; i < n; i++) codes[i] = codes[i] * size + map[refs[i]];
   }
-  return run;
 }
 
-/**
- * Each group's code: its refs as one number, field 0 most significant, when the
- * dictionaries' sizes multiply to an exact number (almost always); else its rank among
- * every run's groups, sorted field by field.
- */
-function encodePlaces(runs: readonly Run[], sizes: readonly number[]): void {
-  let span = 1;
-  for (const size of sizes) span *= Math.max(size, 1);
-  if (span <= Number.MAX_SAFE_INTEGER) {
-    for (const run of runs) {
-      const { codes } = run;
-      sizes.forEach((size, k) => {
-        const refs = run.refs[k];
-        for (let i = 0; i < codes.length; i++) codes[i] = codes[i] * Math.max(size, 1) + refs[i];
-      });
-    }
-    return;
+/** Group i's merged refs, from its code (mixed radix: field 0 most significant). */
+function refsFromCode(code: number, sizes: readonly number[], out: Int32Array[], j: number): void {
+  for (let k = sizes.length - 1, rest = code; k >= 0; k--) {
+    out[k][j] = rest % sizes[k];
+    rest = Math.floor(rest / sizes[k]);
   }
-  const all: [run: Run, i: number][] = runs.flatMap((run) => Array.from(run.codes, (_, i) => [run, i] as [Run, number]));
-  const compare = ([a, i]: [Run, number], [b, j]: [Run, number]): number => {
-    for (let k = 0; k < sizes.length; k++) if (a.refs[k][i] !== b.refs[k][j]) return a.refs[k][i] - b.refs[k][j];
-    return 0;
-  };
-  all.sort(compare);
-  let rank = 0;
-  all.forEach((entry, e) => {
-    if (e > 0 && compare(all[e - 1], entry) !== 0) rank++;
-    entry[0].codes[entry[1]] = rank;
-  });
 }
 
 /** Below this many possible groups (the dictionaries' sizes multiplied), they are added up densely whatever the entries. */
 const DENSE_MIN_SPAN = 4096;
 
 /**
- * The pages' groups added up in arrays indexed by each group's possible place (its refs
- * as one number, field 0 most significant), then the groups present (flows > 0: every
- * group has one) read out in order: no comparisons at all. For `span` (the number of
- * possible groups) at most twice the entries, so the arrays are at most twice the
- * k-way merge's.
+ * The pages' groups added up in arrays indexed by code, then the groups present (flows >
+ * 0: every group has one) read out in order: for `span` (the possible groups) at most
+ * twice the entries, so the arrays are at most twice what a Map would hold.
  */
-function addUpDense(pages: readonly FieldGroups[], values: readonly string[][], indexes: readonly Map<string, number>[], span: number): FieldGroups {
-  const fields = values.length;
-  const sizes = values.map((v) => Math.max(v.length, 1));
+function addUpDense(pages: readonly Renumbering[], values: readonly string[][], sizes: readonly number[], span: number): FieldGroups {
   const { tx, rx, flows } = denseArrays(span);
-  const codes = new Float64Array(pages.reduce((most, page) => Math.max(most, page.tx.length), 0));
-  for (const page of pages) {
-    const n = page.tx.length;
-    codes.fill(0, 0, n);
-    for (let k = 0; k < fields; k++) {
-      const renumbered = Int32Array.from(page.values[k], (v) => indexes[k].get(v)!);
-      const refs = page.refs[k];
-      const size = sizes[k];
-      for (let i = 0; i < n; i++) codes[i] = codes[i] * size + renumbered[refs[i]];
-    }
-    const { tx: ptx, rx: prx, flows: pflows } = page;
-    for (let i = 0; i < n; i++) {
+  const codes = new Float64Array(pages.reduce((most, { page }) => Math.max(most, page.tx.length), 0));
+  for (const r of pages) {
+    codesOf(r, sizes, codes);
+    const { tx: ptx, rx: prx, flows: pflows } = r.page;
+    for (let i = 0, n = ptx.length; i < n; i++) {
       const c = codes[i];
       tx[c] += ptx[i];
       rx[c] += prx[i];
@@ -338,10 +285,7 @@ function addUpDense(pages: readonly FieldGroups[], values: readonly string[][], 
     out.tx[j] = tx[c];
     out.rx[j] = rx[c];
     out.flows[j] = flows[c];
-    for (let k = fields - 1, rest = c; k >= 0; k--) {
-      out.refs[k][j] = rest % sizes[k];
-      rest = Math.floor(rest / sizes[k]);
-    }
+    refsFromCode(c, sizes, out.refs, j);
     j++;
   }
   for (const column of [tx, rx, flows]) column.fill(0, 0, span);
@@ -356,8 +300,7 @@ let denseKept: { tx: Float64Array; rx: Float64Array; flows: Float64Array } | nul
  * Zeroed arrays of at least `span` entries for addUpDense, which leaves them zeroed: kept
  * from one merge to the next (merges run one at a time, synchronously) up to
  * DENSE_KEPT_MAX, as megabytes of arrays allocated per query made V8 collect the
- * gateway's whole heap more often (a top-10 of a 1M-flow hour spent up to ~50 ms of its
- * merge in the collector).
+ * gateway's whole heap more often.
  */
 function denseArrays(span: number): { tx: Float64Array; rx: Float64Array; flows: Float64Array } {
   const fresh = () => ({ tx: new Float64Array(span), rx: new Float64Array(span), flows: new Float64Array(span) });
@@ -367,52 +310,92 @@ function denseArrays(span: number): { tx: Float64Array; rx: Float64Array; flows:
 }
 
 /**
- * The sum of the shards' partial groups (each source's pages in key order), one entry
- * per group, in key order: each field's dictionaries merged into one, every page's refs
- * renumbered into it; then added up densely when the possible groups are few enough
- * (addUpDense), else each group given a code in key order (encodePlaces) and the sources
- * merged k-way by code.
+ * The pages' groups added up by code in a Map (few groups among many possible), then put
+ * in code order. Past 2^53 possible groups a code could not be exact: each group's code is
+ * then its rank among all the pages' groups, sorted by their merged refs field by field.
+ */
+function addUpSparse(pages: readonly Renumbering[], values: readonly string[][], sizes: readonly number[], span: number): FieldGroups {
+  const exact = span <= Number.MAX_SAFE_INTEGER;
+  const coded = pages.map((r) => {
+    const codes = new Float64Array(r.page.tx.length);
+    if (exact) codesOf(r, sizes, codes);
+    // Merged refs, kept when the codes are ranks (the output's refs come from them).
+    const refs = exact ? [] : r.to.map((map, k) => Int32Array.from(r.page.refs[k], (ref) => map[ref]));
+    return { page: r.page, codes, refs };
+  });
+  if (!exact) {
+    const all = coded.flatMap((c) => Array.from(c.codes, (_, i) => [c, i] as const));
+    const compare = ([a, i]: (typeof all)[number], [b, j]: (typeof all)[number]): number => {
+      for (let k = 0; k < sizes.length; k++) if (a.refs[k][i] !== b.refs[k][j]) return a.refs[k][i] - b.refs[k][j];
+      return 0;
+    };
+    all.sort(compare);
+    let rank = 0;
+    all.forEach((entry, e) => {
+      if (e > 0 && compare(all[e - 1], entry) !== 0) rank++;
+      entry[0].codes[entry[1]] = rank;
+    });
+  }
+  const at = new Map<number, number>();
+  const codes: number[] = [];
+  const tx: number[] = [];
+  const rx: number[] = [];
+  const flows: number[] = [];
+  // Where each group was first seen (for its refs when the codes are ranks).
+  const first: (readonly [(typeof coded)[number], number])[] = [];
+  for (const c of coded) {
+    const { page } = c;
+    for (let i = 0; i < c.codes.length; i++) {
+      const j = at.get(c.codes[i]);
+      if (j === undefined) {
+        at.set(c.codes[i], codes.length);
+        codes.push(c.codes[i]);
+        tx.push(page.tx[i]);
+        rx.push(page.rx[i]);
+        flows.push(page.flows[i]);
+        first.push([c, i]);
+      } else {
+        tx[j] += page.tx[i];
+        rx[j] += page.rx[i];
+        flows[j] += page.flows[i];
+      }
+    }
+  }
+  const order = Float64Array.from(codes).sort();
+  const n = order.length;
+  const out = { values: values as string[][], refs: values.map(() => new Int32Array(n)), tx: new Float64Array(n), rx: new Float64Array(n), flows: new Float64Array(n) };
+  for (let o = 0; o < n; o++) {
+    const j = at.get(order[o])!;
+    out.tx[o] = tx[j];
+    out.rx[o] = rx[j];
+    out.flows[o] = flows[j];
+    if (exact) refsFromCode(order[o], sizes, out.refs, o);
+    else {
+      const [c, i] = first[j];
+      for (let k = 0; k < sizes.length; k++) out.refs[k][o] = c.refs[k][i];
+    }
+  }
+  return out;
+}
+
+/**
+ * The sum of the shards' partial groups (pages in any order), one entry per group, in
+ * key order (a single page is returned as it is): each field's dictionaries merged into
+ * one, every page's dictionary entries renumbered into it, then the groups added up by
+ * code, in arrays when the possible groups are few enough (addUpDense), else in a Map.
  */
 export function mergeGroups(sources: readonly FieldGroups[][]): FieldGroups {
-  const nonEmpty = sources.map((pages) => pages.filter((page) => page.tx.length > 0)).filter((pages) => pages.length > 0);
-  if (nonEmpty.length === 1 && nonEmpty[0].length === 1) return nonEmpty[0][0];
+  const pages = sources.flat().filter((page) => page.tx.length > 0);
+  if (pages.length === 1) return pages[0];
   const fields = sources.flat()[0]?.values.length ?? 0;
   const values: string[][] = [];
-  for (let k = 0; k < fields; k++) values.push(unionSorted(nonEmpty.flat().map((page) => page.values[k])));
-  const indexes = values.map((merged) => new Map(merged.map((v, i) => [v, i])));
+  for (let k = 0; k < fields; k++) values.push(unionSorted(pages.map((page) => page.values[k])));
   let entries = 0;
-  for (const page of nonEmpty.flat()) entries += page.tx.length;
+  for (const page of pages) entries += page.tx.length;
+  const sizes = values.map((v) => Math.max(v.length, 1));
   let span = 1;
-  for (const v of values) span *= Math.max(v.length, 1);
-  if (span <= Math.max(2 * entries, DENSE_MIN_SPAN)) return addUpDense(nonEmpty.flat(), values, indexes, span);
-  const runs = nonEmpty.map((pages) => runOf(pages, indexes));
-  encodePlaces(runs, values.map((v) => v.length));
-  const refs = values.map(() => new Int32Array(entries));
-  const tx = new Float64Array(entries);
-  const rx = new Float64Array(entries);
-  const flows = new Float64Array(entries);
-  // Each run's next code (Infinity once used up); the lowest goes next (a few nodes: a scan beats a heap, as in hour-merge.ts).
-  const heads = Float64Array.from(runs, (run) => run.codes[0]);
-  const at = new Int32Array(runs.length);
-  let j = -1;
-  let last = -1;
-  for (let left = entries; left > 0; left--) {
-    let r = 0;
-    for (let w = 1; w < heads.length; w++) if (heads[w] < heads[r]) r = w;
-    const run = runs[r];
-    const i = at[r]++;
-    const code = heads[r];
-    heads[r] = at[r] < run.codes.length ? run.codes[at[r]] : Infinity;
-    // A new group, unless it is the last one out (another run's part of it).
-    if (code !== last) {
-      last = code;
-      j++;
-      for (let k = 0; k < fields; k++) refs[k][j] = run.refs[k][i];
-    }
-    tx[j] += run.tx[i];
-    rx[j] += run.rx[i];
-    flows[j] += run.flows[i];
-  }
-  const n = j + 1;
-  return { values, refs: refs.map((c) => c.subarray(0, n)), tx: tx.subarray(0, n), rx: rx.subarray(0, n), flows: flows.subarray(0, n) };
+  for (const size of sizes) span *= size;
+  const indexes = values.map((merged) => new Map(merged.map((v, i) => [v, i])));
+  const renumbering = pages.map((page) => ({ page, to: indexes.map((index, k) => Int32Array.from(page.values[k], (v) => index.get(v)!)) }));
+  return span <= Math.max(2 * entries, DENSE_MIN_SPAN) ? addUpDense(renumbering, values, sizes, span) : addUpSparse(renumbering, values, sizes, span);
 }

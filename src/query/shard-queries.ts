@@ -100,7 +100,7 @@ export class ShardQueries {
     return this.page(sums, remote, params.fieldPages === true);
   }
 
-  /** The per-group sums added by group id, in key order; null when the grouping's ids were renumbered meanwhile. */
+  /** The per-group sums added by group id; null when the grouping's ids were renumbered meanwhile. */
   private async sumsById(params: GroupsParams): Promise<FieldGroups | null> {
     const { by, filter } = params;
     const groupOf = groupKeyOf(by, {}) as (key: string) => string;
@@ -136,7 +136,7 @@ export class ShardQueries {
     });
     if (!complete) return null;
     // Columns straight from the ids (each id is in `seen` once): no Map of the keys.
-    return registry.fieldGroups(registry.sorted(seen), { tx, rx, flows });
+    return registry.fieldGroups(seen, { tx, rx, flows });
   }
 
   /** The per-group sums added by group key (a query with more groups than the ids number). */
@@ -201,7 +201,7 @@ export class ShardQueries {
    * In process, the sums themselves; to another process, binary pages, every page encoded
    * now, the first answered and the rest kept for the caller to ask for at once:
    * field-groups pages (src/wire/field-groups-codec.ts) when asked for, else run pages of
-   * group keys in key order (a gateway of an older version).
+   * group keys (a gateway of an older version, which adds them up by key).
    */
   private page(groups: FieldGroups, remote: boolean, fieldPages: boolean): GroupsPage | Buffer {
     if (!remote) return { groups, cursor: null };
@@ -213,7 +213,7 @@ export class ShardQueries {
       const sums = groupColumnsOfFields(groups);
       pages = [];
       for (let offset = 0; pages.length === 0 || offset < count; ) {
-        const { bytes, next } = encodeRunPage(0, sums, offset, MESSAGE_BYTES, () => id, sums.flows, true);
+        const { bytes, next } = encodeRunPage(0, sums, offset, MESSAGE_BYTES, () => id, sums.flows);
         pages.push(bytes);
         offset = next;
       }

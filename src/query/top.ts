@@ -5,9 +5,9 @@
  * is counted once.
  *
  * Partial sums travel as FieldGroups: each `by` field's values once, in a sorted
- * dictionary, and each group as indexes into them, the groups in key order. A gateway
- * then merges and ranks comparing small integers, and makes strings of the n groups it
- * answers only (where 300k decoded group keys per query cost more than the shards' sums).
+ * dictionary, and each group as indexes into them. A gateway then adds up and ranks
+ * comparing numbers, and makes strings of the n groups it answers only (where 300k
+ * decoded group keys per query cost more than the shards' sums).
  *
  * A group key is the flow key's encoded components named by `by`, in `by`'s order,
  * joined by the key separator (src/flow-key.ts): the encoding keeps each component's
@@ -43,20 +43,21 @@ export function groupColumnsOf(page: { keys: string[]; tx: Float64Array; rx: Flo
 }
 
 /**
- * Per-group sums, each group's `by` fields as indexes into dictionaries, groups in key
- * order: ascending by refs[0], then refs[1], ... (a dictionary ascends, so this is the
- * order of the group keys).
+ * Per-group sums, each group's `by` fields as indexes into dictionaries, groups in any
+ * order. A dictionary ascends, so comparing refs[0], then refs[1], ... compares group keys.
  */
 export interface FieldGroups {
   /** Per `by` field, in `by`'s order: its encoded values (components of flow keys), ascending, each once. */
   values: string[][];
-  /** Per `by` field: each group's value, an index into values[k]. */
-  refs: Int32Array[];
-  // One array type per column wherever groups come from (pages decode into them): the
-  // merge and the ranking stay monomorphic.
-  tx: Float64Array;
-  rx: Float64Array;
-  flows: Float64Array;
+  /**
+   * Per `by` field: each group's value, an index into values[k]. Columns are typed arrays
+   * as wide as their values need (a decoded page's, src/wire/field-groups-codec.ts): widening
+   * them on the gateway cost it ~30 ms of CPU a query of a 1M-flow hour, mostly its GC's.
+   */
+  refs: ArrayLike<number>[];
+  tx: ArrayLike<number>;
+  rx: ArrayLike<number>;
+  flows: ArrayLike<number>;
 }
 
 /** The group key of group i of `groups` (its encoded fields joined by the key separator). */
@@ -76,9 +77,7 @@ function splitGroupKey(key: string, fields: number): string[] {
 
 /** Groups keyed by group key (distinct keys, any order) as FieldGroups of `fields` fields. */
 export function fieldGroupsOfKeys(sums: GroupColumns, fields: number): FieldGroups {
-  const { keys } = sums;
-  const order = Array.from(keys, (_, i) => i).sort((a, b) => compareStrings(keys[a], keys[b]));
-  const parts = order.map((i) => splitGroupKey(keys[i], fields));
+  const parts = sums.keys.map((key) => splitGroupKey(key, fields));
   const values: string[][] = [];
   const refs: Int32Array[] = [];
   for (let k = 0; k < fields; k++) {
@@ -87,8 +86,7 @@ export function fieldGroupsOfKeys(sums: GroupColumns, fields: number): FieldGrou
     values.push(distinct);
     refs.push(Int32Array.from(parts, (p) => index.get(p[k])!));
   }
-  const column = (c: ArrayLike<number>) => Float64Array.from(order, (i) => c[i]);
-  return { values, refs, tx: column(sums.tx), rx: column(sums.rx), flows: column(sums.flows) };
+  return { values, refs, tx: sums.tx, rx: sums.rx, flows: sums.flows };
 }
 
 /** FieldGroups as group keys and columns (for a gateway of an older version, and tests). */

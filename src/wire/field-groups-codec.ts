@@ -57,17 +57,15 @@ function writeColumn(w: Writer, values: ArrayLike<number>, from: number, to: num
   w.at += width * n;
 }
 
-/** A column, as `As` (Int32Array for refs, Float64Array for sums, whatever its width on the wire). */
-function readColumn<T extends Int32Array | Float64Array>(r: Reader, count: number, As: new (values: ArrayLike<number>) => T): T {
+/** A column as its wire width's typed array (a copy: the page's bytes need not be aligned for a view). */
+function readColumn(r: Reader, count: number): Uint16Array | Uint32Array | Float64Array {
   const width = r.u8();
   if (width !== U16 && width !== U32 && width !== F64) throw new Error(`field-groups codec: unknown column width ${width}`);
   r.need(width * count);
   const column = width === U16 ? new Uint16Array(count) : width === U32 ? new Uint32Array(count) : new Float64Array(count);
-  // A copy: the page's bytes need not be aligned for a view.
   new Uint8Array(column.buffer).set(r.buf.subarray(r.at, r.at + width * count));
   r.at += width * count;
-  // The constructor copies a typed array natively (TypedArray.from iterates).
-  return column instanceof As ? column : new As(column);
+  return column;
 }
 
 /**
@@ -139,20 +137,20 @@ export function decodeFieldGroupsPage(bytes: Buffer): FieldGroupsPage {
   // At least a width byte and two bytes per group per column: a wrong count fails here, not after allocating.
   r.need((fields + 3) * (WIDTH_BYTES + 2 * count));
   const values: string[][] = [];
-  const refs: Int32Array[] = [];
+  const refs: ArrayLike<number>[] = [];
   for (let k = 0; k < fields; k++) {
     const size = r.u32();
     r.need(size);
     const dictionary = new Array<string>(size);
     for (let i = 0; i < size; i++) dictionary[i] = r.str();
-    const column = readColumn(r, count, Int32Array);
+    const column = readColumn(r, count);
     for (let i = 0; i < count; i++) if (column[i] >= size) throw new Error(`field-groups codec: group ${i} refers to entry ${column[i]} of ${size}`);
     values.push(dictionary);
     refs.push(column);
   }
-  const tx = readColumn(r, count, Float64Array);
-  const rx = readColumn(r, count, Float64Array);
-  const flows = readColumn(r, count, Float64Array);
+  const tx = readColumn(r, count);
+  const rx = readColumn(r, count);
+  const flows = readColumn(r, count);
   const cursor = r.str();
   if (r.at !== bytes.length) throw new Error(`field-groups codec: ${bytes.length - r.at} byte(s) after the page`);
   return { pages, cursor: cursor === "" ? null : cursor, groups: { values, refs, tx, rx, flows } };

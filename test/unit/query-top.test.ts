@@ -177,10 +177,10 @@ describe("pieces", () => {
     const order = Array.from({ length: count - 1 }, (_, i) => count - 1 - i);
     const rest = new Map<number, ReturnType<typeof decodeRunPage>>();
     for (const i of [order[0], ...order]) rest.set(i, decodeRunPage(queries.groupsMore(cursor, i)));
-    const keysInOrder = [first, ...order.reverse().map((i) => rest.get(i)!)].flatMap((p) => p.keys);
-    expect(keysInOrder).toHaveLength(8000);
-    expect(keysInOrder).toEqual([...keysInOrder].sort());
-    expect([...rest.values()].every((p) => p.version === count && p.inKeyOrder)).toBe(true);
+    const allKeys = [first, ...order.reverse().map((i) => rest.get(i)!)].flatMap((p) => p.keys);
+    expect(new Set(allKeys).size).toBe(8000);
+    // Not flagged in key order: a gateway of an older version adds such pages up by key.
+    expect([first, ...rest.values()].every((p) => p.version === count && !p.inKeyOrder)).toBe(true);
     // Every page handed out: the cursor is gone.
     expect(() => queries.groupsMore(cursor, 1)).toThrow("Read cursor expired");
     // A page the answer does not have: a clear error, the cursor kept.
