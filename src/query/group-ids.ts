@@ -265,47 +265,47 @@ const DENSE_MIN_SPAN = 4096;
  * twice the entries, so the arrays are at most twice what a Map would hold.
  */
 function addUpDense(pages: readonly Renumbering[], values: readonly string[][], sizes: readonly number[], span: number): FieldGroups {
-  const { tx, rx, flows } = denseArrays(span);
+  // A group's three sums side by side (one cache line, where three arrays took three misses).
+  const sums = denseSums(span);
   const codes = new Float64Array(pages.reduce((most, { page }) => Math.max(most, page.tx.length), 0));
   for (const r of pages) {
     codesOf(r, sizes, codes);
-    const { tx: ptx, rx: prx, flows: pflows } = r.page;
-    for (let i = 0, n = ptx.length; i < n; i++) {
-      const c = codes[i];
-      tx[c] += ptx[i];
-      rx[c] += prx[i];
-      flows[c] += pflows[i];
+    const { tx, rx, flows } = r.page;
+    for (let i = 0, n = tx.length; i < n; i++) {
+      const at = 3 * codes[i];
+      sums[at] += tx[i];
+      sums[at + 1] += rx[i];
+      sums[at + 2] += flows[i];
     }
   }
   let count = 0;
-  for (let c = 0; c < span; c++) if (flows[c] > 0) count++;
+  for (let c = 0; c < span; c++) if (sums[3 * c + 2] > 0) count++;
   const out = { values: values as string[][], refs: values.map(() => new Int32Array(count)), tx: new Float64Array(count), rx: new Float64Array(count), flows: new Float64Array(count) };
   for (let c = 0, j = 0; c < span; c++) {
-    if (flows[c] === 0) continue;
-    out.tx[j] = tx[c];
-    out.rx[j] = rx[c];
-    out.flows[j] = flows[c];
+    if (sums[3 * c + 2] === 0) continue;
+    out.tx[j] = sums[3 * c];
+    out.rx[j] = sums[3 * c + 1];
+    out.flows[j] = sums[3 * c + 2];
     refsFromCode(c, sizes, out.refs, j);
     j++;
   }
-  for (const column of [tx, rx, flows]) column.fill(0, 0, span);
+  sums.fill(0, 0, 3 * span);
   return out;
 }
 
-/** Most entries of the dense arrays kept between merges (24 bytes each). */
+/** Most groups of the dense sums kept between merges (24 bytes each). */
 const DENSE_KEPT_MAX = 1 << 20;
-let denseKept: { tx: Float64Array; rx: Float64Array; flows: Float64Array } | null = null;
+let denseKept: Float64Array | null = null;
 
 /**
- * Zeroed arrays of at least `span` entries for addUpDense, which leaves them zeroed: kept
- * from one merge to the next (merges run one at a time, synchronously) up to
- * DENSE_KEPT_MAX, as megabytes of arrays allocated per query made V8 collect the
- * gateway's whole heap more often.
+ * Zeroed sums for `span` groups for addUpDense, which leaves them zeroed: kept from one
+ * merge to the next (merges run one at a time, synchronously) up to DENSE_KEPT_MAX, as
+ * megabytes of arrays allocated per query made V8 collect the gateway's whole heap more
+ * often.
  */
-function denseArrays(span: number): { tx: Float64Array; rx: Float64Array; flows: Float64Array } {
-  const fresh = () => ({ tx: new Float64Array(span), rx: new Float64Array(span), flows: new Float64Array(span) });
-  if (span > DENSE_KEPT_MAX) return fresh();
-  if (denseKept === null || denseKept.tx.length < span) denseKept = fresh();
+function denseSums(span: number): Float64Array {
+  if (span > DENSE_KEPT_MAX) return new Float64Array(3 * span);
+  if (denseKept === null || denseKept.length < 3 * span) denseKept = new Float64Array(3 * span);
   return denseKept;
 }
 
