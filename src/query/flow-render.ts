@@ -104,6 +104,81 @@ export function jsonOfSlice(s: FlowSlice, hour: number, lead: string, keep = tru
   return out;
 }
 
+/** ASCII text as bytes at `at` (the caller made room); the end. */
+function ascii(buf: Buffer, at: number, text: string): number {
+  for (let i = 0; i < text.length; i++) buf[at++] = text.charCodeAt(i);
+  return at;
+}
+
+/** A whole number's digits at `at`; the end. Anything else (never a sum here) as String() writes it. */
+function digits(buf: Buffer, at: number, v: number): number {
+  if (!Number.isSafeInteger(v) || v < 0) return ascii(buf, at, String(v));
+  let width = 1;
+  for (let p = 10; p <= v; p *= 10) width++;
+  for (let i = at + width - 1; i >= at; i--) {
+    buf[i] = 48 + (v % 10);
+    v = Math.floor(v / 10);
+  }
+  return at + width;
+}
+
+/**
+ * The key's three parts as their JSON text at `at` (a plain key: no space but its two
+ * separators, no quote, backslash, control or surrogate, so each part is its own JSON
+ * text, written as UTF-8 unit by unit), or -1 for a key that needs escaping.
+ */
+function plainKeyJson(buf: Buffer, at: number, key: string): number {
+  at = ascii(buf, at, '{"src_app":"');
+  let part = 0;
+  for (let i = 0; i < key.length; i++) {
+    const c = key.charCodeAt(i);
+    if (c === 0x20) {
+      if (part === 2 || key.charCodeAt(i + 1) !== 0x20) return -1;
+      at = ascii(buf, at, part === 0 ? '","dest_app":"' : '","vpc_id":"');
+      part++;
+      i++;
+    } else if (c < 0x80) {
+      if (c === 0x22 || c === 0x5c || c < 0x20) return -1;
+      buf[at++] = c;
+    } else if (c < 0x800) {
+      buf[at++] = 0xc0 | (c >> 6);
+      buf[at++] = 0x80 | (c & 0x3f);
+    } else if (c >= 0xd800 && c <= 0xdfff) return -1;
+    else {
+      buf[at++] = 0xe0 | (c >> 12);
+      buf[at++] = 0x80 | ((c >> 6) & 0x3f);
+      buf[at++] = 0x80 | (c & 0x3f);
+    }
+  }
+  return part === 2 ? ascii(buf, at, '","hour":') : -1;
+}
+
+/**
+ * The slice's flows as JSON objects, comma-separated after `lead`, written straight into
+ * bytes: the same bytes as jsonOfSlice's text in UTF-8, without a string per flow (a
+ * range read of 2.4M flows spent ~45% of the gateway's time making and collecting them).
+ */
+export function jsonBytesOfSlice(s: FlowSlice, hour: number, lead: string): Buffer {
+  const { keys, tx, rx, start, end } = s;
+  let most = lead.length;
+  // A key's UTF-8 is at most 3 bytes a unit (as is its escaped JSON, 6 bytes for 2 units); the rest is ASCII.
+  for (let i = start; i < end; i++) most += 3 * keys[i].length + 120;
+  const buf = Buffer.allocUnsafe(most);
+  let at = ascii(buf, 0, lead);
+  const tail = hour + ',"bytes_tx":';
+  for (let i = start; i < end; i++) {
+    if (i > start) buf[at++] = 0x2c;
+    const plain = plainKeyJson(buf, at, keys[i]);
+    at = plain >= 0 ? plain : at + buf.utf8Write(jsonFragment(keys[i]), at);
+    at = ascii(buf, at, tail);
+    at = digits(buf, at, tx[i]);
+    at = ascii(buf, at, ',"bytes_rx":');
+    at = digits(buf, at, rx[i]);
+    buf[at++] = 0x7d;
+  }
+  return buf.subarray(0, at);
+}
+
 /** The slice's flows as CSV rows (src_app,dest_app,vpc_id,hour,bytes_tx,bytes_rx), CRLF-terminated. */
 export function csvOfSlice(s: FlowSlice, hour: number): string {
   const { keys, tx, rx, start, end } = s;
@@ -137,7 +212,8 @@ export async function* flowJsonChunks(hours: AsyncIterable<HourSlices> | Iterabl
   for await (const { hour, slices } of hours) {
     for await (const s of slices) {
       if (s.end === s.start) continue;
-      yield Buffer.from(prefix + jsonOfSlice(s, hour, lead, keepFragments), "utf8");
+      // A range's hours are read once each: written straight into bytes. One hour keeps its view's fragments (jsonOfSlice).
+      yield keepFragments ? Buffer.from(prefix + jsonOfSlice(s, hour, lead, keepFragments), "utf8") : jsonBytesOfSlice(s, hour, prefix + lead);
       prefix = "";
       lead = ",";
     }

@@ -127,6 +127,8 @@ describe("rendering", () => {
         const hours = () => models.map((m, h) => ({ hour: 100 + h, slices: mergePaged(deal(m, owners, sizes, sizes.map(() => ({ fetched: 0 }))), 4) }));
         const all = models.flatMap((m) => m.records);
         expect(await text(flowJsonChunks(hours()))).toBe(JSON.stringify(all));
+        // A range's JSON, written straight into bytes: the same bytes.
+        expect(await bytes(flowJsonChunks(hours(), false))).toEqual(Buffer.from(JSON.stringify(all), "utf8"));
         const csv = COLUMNS.join(",") + "\r\n" + all.map((r) => csvRow(COLUMNS, r as unknown as Record<string, string | number>)).join("");
         // As bytes, as a client gets them (a lone surrogate in CSV text is written as UTF-8 writes it, U+FFFD, as before).
         expect(await bytes(flowCsvChunks(COLUMNS, hours()))).toEqual(Buffer.from(csv, "utf8"));
