@@ -135,35 +135,41 @@ export class GroupIds {
   }
 
   /** The groups `ids` with their sums (indexed by id) as FieldGroups. */
-  fieldGroups(ids: readonly number[], sums: { tx: ArrayLike<number>; rx: ArrayLike<number>; flows: ArrayLike<number> }): FieldGroups {
+  fieldGroups(ids: ArrayLike<number>, sums: { tx: ArrayLike<number>; rx: ArrayLike<number>; flows: ArrayLike<number> }): FieldGroups {
     const n = ids.length;
     const values: string[][] = [];
     const refs: Int32Array[] = [];
-    this.fields.forEach((field, k) => {
+    for (let k = 0; k < this.fieldCount; k++) {
+      const field = this.fields[k];
       const refOf = this.fieldRefs[k];
-      // The field's values these groups use, in key order, and each one's index among them.
+      // The field's values these groups use (by value id, then their place in key order).
       const local = new Int32Array(field.size).fill(-1);
       const used: number[] = [];
-      for (const id of ids) {
-        const v = refOf[id];
+      const column = new Int32Array(n);
+      for (let i = 0; i < n; i++) {
+        const v = refOf[ids[i]];
+        column[i] = v;
         if (local[v] === -1) {
           local[v] = 0;
           used.push(v);
         }
       }
       const dictionary = field.sorted(used);
-      dictionary.forEach((v, i) => (local[v] = i));
+      for (let d = 0; d < dictionary.length; d++) local[dictionary[d]] = d;
+      for (let i = 0; i < n; i++) column[i] = local[column[i]];
       values.push(dictionary.map((v) => field.keys[v]));
-      const column = new Int32Array(n);
-      for (let i = 0; i < n; i++) column[i] = local[refOf[ids[i]]];
       refs.push(column);
-    });
-    const column = (c: ArrayLike<number>) => {
-      const out = new Float64Array(n);
-      for (let i = 0; i < n; i++) out[i] = c[ids[i]];
-      return out;
-    };
-    return { values, refs, tx: column(sums.tx), rx: column(sums.rx), flows: column(sums.flows) };
+    }
+    const tx = new Float64Array(n);
+    const rx = new Float64Array(n);
+    const flows = new Float64Array(n);
+    for (let i = 0; i < n; i++) {
+      const id = ids[i];
+      tx[i] = sums.tx[id];
+      rx[i] = sums.rx[id];
+      flows[i] = sums.flows[id];
+    }
+    return { values, refs, tx, rx, flows };
   }
 }
 

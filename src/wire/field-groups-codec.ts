@@ -34,27 +34,54 @@ const U16 = 2;
 const U32 = 4;
 const F64 = 8;
 
-function widthOf(values: ArrayLike<number>, from: number, to: number, refs: boolean): number {
-  let most = 0;
+/** The narrowest width sums[from..to) fit exactly: u32 for integers below 2^32, else f64. */
+function sumsWidth(values: ArrayLike<number>, from: number, to: number): number {
   for (let i = from; i < to; i++) {
     const v = values[i];
     if (v !== v >>> 0) return F64;
-    if (v > most) most = v;
   }
-  return refs && most <= 0xffff ? U16 : U32;
+  return U32;
 }
 
-/** The column of values[from..to) (each mapped by `map` when given) at `at` of `w`. */
-function writeColumn(w: Writer, values: ArrayLike<number>, from: number, to: number, width: number, map?: Int32Array): void {
-  const n = to - from;
-  w.room(WIDTH_BYTES + width * n);
-  w.buf[w.at++] = width;
-  const column = width === U16 ? new Uint16Array(n) : width === U32 ? new Uint32Array(n) : new Float64Array(n);
-  if (map === undefined) for (let i = 0; i < n; i++) column[i] = values[from + i];
-  else for (let i = 0; i < n; i++) column[i] = map[values[from + i]];
-  // The host's byte order is little-endian (as the run codec's numbers assume).
-  w.buf.set(new Uint8Array(column.buffer), w.at);
-  w.at += width * n;
+/**
+ * Column writers, one per kind of column (each loop sees one array type: a query's
+ * first calls run in V8's optimized code sooner), bytes written little-endian one by one.
+ */
+function writeRefs(w: Writer, refs: ArrayLike<number>, from: number, to: number, localOf: Int32Array, width: number): void {
+  w.room(WIDTH_BYTES + width * (to - from));
+  const buf = w.buf;
+  let at = w.at;
+  buf[at++] = width;
+  for (let i = from; i < to; i++) {
+    const v = localOf[refs[i]];
+    buf[at++] = v & 0xff;
+    buf[at++] = (v >>> 8) & 0xff;
+    if (width === U32) {
+      buf[at++] = (v >>> 16) & 0xff;
+      buf[at++] = v >>> 24;
+    }
+  }
+  w.at = at;
+}
+
+function writeSums(w: Writer, values: ArrayLike<number>, from: number, to: number): void {
+  const width = sumsWidth(values, from, to);
+  w.room(WIDTH_BYTES + width * (to - from));
+  const buf = w.buf;
+  let at = w.at;
+  buf[at++] = width;
+  if (width === U32) {
+    for (let i = from; i < to; i++) {
+      const v = values[i];
+      buf[at++] = v & 0xff;
+      buf[at++] = (v >>> 8) & 0xff;
+      buf[at++] = (v >>> 16) & 0xff;
+      buf[at++] = v >>> 24;
+    }
+  } else {
+    for (let i = from; i < to; i++, at += 8) buf.writeDoubleLE(values[i], at);
+  }
+  w.at = at;
 }
 
 /** A column as its wire width's typed array (a copy: the page's bytes need not be aligned for a view). */
@@ -73,50 +100,71 @@ function readColumn(r: Reader, count: number): Uint16Array | Uint32Array | Float
  * where the rest wait (written on every page of a several-page answer).
  */
 export function encodeFieldGroupsPages(groups: FieldGroups, maxBytes: number, cursor: string): Buffer[] {
-  const { values, refs, tx, rx, flows } = groups;
-  const count = tx.length;
-  const fields = values.length;
-  // Per field: a dictionary entry's index in the page being cut (-1: unused so far), and the entries used.
-  const localOf = values.map((v) => new Int32Array(v.length).fill(-1));
+  const count = groups.tx.length;
+  // Per field: a dictionary entry's index in the page being cut (-1: unused so far).
+  const localOf = groups.values.map((v) => new Int32Array(v.length).fill(-1));
   const pages: Buffer[] = [];
   for (let from = 0; pages.length === 0 || from < count; ) {
-    const used: number[][] = values.map(() => []);
-    let bytes = HEAD_BYTES + CURSOR_ROOM + fields * (4 + WIDTH_BYTES) + 3 * WIDTH_BYTES;
-    let to = from;
-    for (; to < count; to++) {
-      let more = fields * U32 + 3 * F64;
-      for (let k = 0; k < fields; k++) if (localOf[k][refs[k][to]] === -1) more += stringBytes(values[k][refs[k][to]]);
-      if (to > from && bytes + more > maxBytes) break;
-      bytes += more;
-      for (let k = 0; k < fields; k++) {
-        const ref = refs[k][to];
-        if (localOf[k][ref] === -1) {
-          localOf[k][ref] = 0;
-          used[k].push(ref);
-        }
-      }
-    }
-    const w = new Writer(Math.min(bytes, maxBytes));
-    w.u8(FIELD_GROUPS_FORMAT);
-    w.f64(0); // the count of pages, once known
-    w.u32(to - from);
-    w.u8(fields);
-    for (let k = 0; k < fields; k++) {
-      // Ascending indexes are ascending values: the page's dictionary stays sorted.
-      const entries = Int32Array.from(used[k]).sort();
-      entries.forEach((ref, local) => (localOf[k][ref] = local));
-      w.u32(entries.length);
-      for (const ref of entries) w.str(values[k][ref]);
-      writeColumn(w, refs[k], from, to, entries.length <= 0xffff ? U16 : U32, localOf[k]);
-      for (const ref of entries) localOf[k][ref] = -1;
-    }
-    for (const column of [tx, rx, flows]) writeColumn(w, column, from, to, widthOf(column, from, to, false));
-    w.str(to < count || from > 0 ? cursor : "");
-    pages.push(w.done());
+    const used: number[][] = groups.values.map(() => []);
+    const { to, bytes } = cutPage(groups, from, maxBytes, localOf, used);
+    pages.push(writePage(groups, from, to, Math.min(bytes, maxBytes), localOf, used, to < count || from > 0 ? cursor : ""));
     from = to;
   }
   for (const page of pages) page.writeDoubleLE(pages.length, PAGES_AT);
   return pages;
+}
+
+/**
+ * The groups from `from` that fit in maxBytes (at least one), their dictionary entries
+ * marked in localOf and listed in `used`. (The encoder is cut into small functions: V8
+ * optimizes each sooner, where the one large function was recompiled for a query's first
+ * several calls.)
+ */
+function cutPage(groups: FieldGroups, from: number, maxBytes: number, localOf: Int32Array[], used: number[][]): { to: number; bytes: number } {
+  const { values, refs } = groups;
+  const count = groups.tx.length;
+  const fields = values.length;
+  let bytes = HEAD_BYTES + CURSOR_ROOM + fields * (4 + WIDTH_BYTES) + 3 * WIDTH_BYTES;
+  let to = from;
+  for (; to < count; to++) {
+    let more = fields * U32 + 3 * F64;
+    for (let k = 0; k < fields; k++) if (localOf[k][refs[k][to]] === -1) more += stringBytes(values[k][refs[k][to]]);
+    if (to > from && bytes + more > maxBytes) break;
+    bytes += more;
+    for (let k = 0; k < fields; k++) {
+      const ref = refs[k][to];
+      if (localOf[k][ref] === -1) {
+        localOf[k][ref] = 0;
+        used[k].push(ref);
+      }
+    }
+  }
+  return { to, bytes };
+}
+
+/** The page of groups [from, to) whose dictionary entries are `used` (localOf is left all -1 again). */
+function writePage(groups: FieldGroups, from: number, to: number, size: number, localOf: Int32Array[], used: number[][], cursor: string): Buffer {
+  const w = new Writer(size);
+  w.u8(FIELD_GROUPS_FORMAT);
+  w.f64(0); // the count of pages, once known
+  w.u32(to - from);
+  w.u8(groups.values.length);
+  for (let k = 0; k < groups.values.length; k++) writeField(w, groups.values[k], groups.refs[k], from, to, localOf[k], used[k]);
+  writeSums(w, groups.tx, from, to);
+  writeSums(w, groups.rx, from, to);
+  writeSums(w, groups.flows, from, to);
+  w.str(cursor);
+  return w.done();
+}
+
+/** A field's page dictionary (the entries used, ascending: ascending indexes are ascending values) and its refs into it. */
+function writeField(w: Writer, values: readonly string[], refs: ArrayLike<number>, from: number, to: number, localOf: Int32Array, used: number[]): void {
+  const entries = Int32Array.from(used).sort();
+  for (let i = 0; i < entries.length; i++) localOf[entries[i]] = i;
+  w.u32(entries.length);
+  for (let i = 0; i < entries.length; i++) w.str(values[entries[i]]);
+  writeRefs(w, refs, from, to, localOf, entries.length <= 0xffff ? U16 : U32);
+  for (let i = 0; i < entries.length; i++) localOf[entries[i]] = -1;
 }
 
 export interface FieldGroupsPage {
