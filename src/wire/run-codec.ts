@@ -8,12 +8,12 @@
  *        | str key * count | f64 bytes_tx * count | f64 bytes_rx * count
  *        [| f64 flows * count] | str cursor ("" on the last page)
  *
- * Top-N's partial groups travel in the same pages, with a third column: the flows added
- * into each group (src/query/shard-queries.ts), flagged when they are in key order (a
- * gateway merges only such pages k-way; a shard of an older version sends none). Their
- * `version` is the number of pages of the whole answer, every page encoded before the
- * first is sent, so a gateway asks for the rest at once (0 from an older shard: one by
- * one, each after the last).
+ * Top-N's partial groups travelled in the same pages, with a third column: the flows
+ * added into each group, flagged when in key order. A shard still answers so to a
+ * gateway of an older version (one that does not ask for field-groups pages,
+ * src/wire/field-groups-codec.ts), and a gateway reads them from a shard of an older
+ * version (src/query/group-ids.ts groupSourceOf). Their `version` is the number of pages
+ * of the whole answer (0 from an older shard: asked for one by one, each after the last).
  *
  * A page is cut by its exact size (at most maxBytes, at least one flow), so a page
  * holds ~10k flows of ~30-character keys where the JSON pages' estimate held ~2k.
