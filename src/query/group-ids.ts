@@ -184,12 +184,11 @@ export function groupIdsOf(by: readonly string[]): GroupIds {
 }
 
 /**
- * One shard node's partial groups: its pages. In
- * process: its FieldGroups. From another process: field-groups pages
- * (src/wire/field-groups-codec.ts) whose first says how many there are, the rest asked
- * for with `more` at once; or, from a shard node of an older version, run pages of
- * group keys (src/wire/run-codec.ts, the next asked for by the cursor of the last),
- * turned into FieldGroups here.
+ * One shard node's partial groups, as pages. In process: its FieldGroups. From another
+ * process: field-groups pages (src/wire/field-groups-codec.ts) whose first says how many
+ * there are, the rest asked for with `more` at once; or, from a shard node of an older
+ * version, run pages of group keys (src/wire/run-codec.ts, the next asked for by the
+ * cursor of the last), turned into FieldGroups here.
  */
 export async function groupSourceOf(answer: GroupsPage | Buffer, fields: number, more: (params: GroupsMoreParams) => Promise<Buffer>): Promise<FieldGroups[]> {
   if (!Buffer.isBuffer(answer)) return [answer.groups];
