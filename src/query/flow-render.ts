@@ -161,8 +161,9 @@ function plainKeyJson(buf: Buffer, at: number, key: string): number {
 export function jsonBytesOfSlice(s: FlowSlice, hour: number, lead: string): Buffer {
   const { keys, tx, rx, start, end } = s;
   let most = lead.length;
-  // A key's UTF-8 is at most 3 bytes a unit (as is its escaped JSON, 6 bytes for 2 units); the rest is ASCII.
-  for (let i = start; i < end; i++) most += 3 * keys[i].length + 120;
+  // A key's JSON text is at most 6 bytes a unit (a lone surrogate, written \udXXX); the rest
+  // of a flow is ASCII: the names and three numbers of at most 16 digits each.
+  for (let i = start; i < end; i++) most += 6 * keys[i].length + 120;
   const buf = Buffer.allocUnsafe(most);
   let at = ascii(buf, 0, lead);
   const tail = hour + ',"bytes_tx":';

@@ -138,6 +138,13 @@ describe("rendering", () => {
     );
   });
 
+  test("a range's bytes have room for keys whose JSON is longest: lone surrogates, six bytes a unit", async () => {
+    const name = "\ud800".repeat(60);
+    const m = model(7, [{ src_app: name, dest_app: name, vpc_id: name, bytes_tx: Number.MAX_SAFE_INTEGER, bytes_rx: Number.MAX_SAFE_INTEGER }]);
+    const hours = () => [{ hour: 7, slices: mergePaged(deal(m, [0], [[1]], [{ fetched: 0 }]), 4) }];
+    expect(await bytes(flowJsonChunks(hours(), false))).toEqual(Buffer.from(JSON.stringify(m.records), "utf8"));
+  });
+
   test("a key's JSON fragment is the start of its record's JSON", () => {
     fc.assert(
       fc.property(name, name, name, (s, d, v) => {
