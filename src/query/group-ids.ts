@@ -20,8 +20,7 @@
 import type { GroupsMoreParams, GroupsPage } from "../protocol";
 import { decodeFieldGroupsPage, FIELD_GROUPS_FORMAT } from "../wire/field-groups-codec";
 import { decodeRunPage } from "../wire/run-codec";
-import { SEP } from "../flow-key";
-import { compareStrings, fieldGroupsOfKeys, groupColumnsOf, type FieldGroups, type GroupColumns } from "./top";
+import { compareStrings, fieldGroupsOfKeys, groupColumnsOf, splitGroupKey, type FieldGroups, type GroupColumns } from "./top";
 
 export const MAX_GROUP_IDS = 1_000_000;
 
@@ -113,17 +112,12 @@ export class GroupIds {
     return this.groups.size;
   }
 
-  get keys(): readonly string[] {
-    return this.groups.keys;
-  }
-
   idOf(group: string): number {
     const known = this.groups.find(group);
     if (known !== undefined) return known;
     if (this.groups.size >= MAX_GROUP_IDS) this.renumber();
-    // A group key is its fields' encoded values joined by the separator, which no value holds.
-    const parts = group.split(SEP);
-    for (let k = 0; k < this.fieldCount; k++) this.fieldRefs[k].push(this.fields[k].idOf(parts[k] ?? ""));
+    const parts = splitGroupKey(group, this.fieldCount);
+    for (let k = 0; k < this.fieldCount; k++) this.fieldRefs[k].push(this.fields[k].idOf(parts[k]));
     return this.groups.idOf(group);
   }
 
@@ -270,8 +264,8 @@ const DENSE_MIN_SPAN = 4096;
  * twice the entries, so the arrays are at most twice what a Map would hold.
  */
 function addUpDense(pages: readonly Renumbering[], values: readonly string[][], sizes: readonly number[], span: number): FieldGroups {
-  // A group's three sums side by side (one cache line, where three arrays took three misses).
-  const sums = denseSums(span);
+  // Each possible group's three sums side by side.
+  const sums = new Float64Array(3 * span);
   const codes = new Float64Array(pages.reduce((most, { page }) => Math.max(most, page.tx.length), 0));
   for (const r of pages) {
     codesOf(r, sizes, codes);
@@ -294,24 +288,7 @@ function addUpDense(pages: readonly Renumbering[], values: readonly string[][], 
     refsFromCode(c, sizes, out.refs, j);
     j++;
   }
-  sums.fill(0, 0, 3 * span);
   return out;
-}
-
-/** Most groups of the dense sums kept between merges (24 bytes each). */
-const DENSE_KEPT_MAX = 1 << 20;
-let denseKept: Float64Array | null = null;
-
-/**
- * Zeroed sums for `span` groups for addUpDense, which leaves them zeroed: kept from one
- * merge to the next (merges run one at a time, synchronously) up to DENSE_KEPT_MAX, as
- * megabytes of arrays allocated per query made V8 collect the gateway's whole heap more
- * often.
- */
-function denseSums(span: number): Float64Array {
-  if (span > DENSE_KEPT_MAX) return new Float64Array(3 * span);
-  if (denseKept === null || denseKept.length < 3 * span) denseKept = new Float64Array(3 * span);
-  return denseKept;
 }
 
 /**

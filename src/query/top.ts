@@ -68,11 +68,11 @@ export function groupKeyAt(groups: FieldGroups, i: number): string {
 /** Compares strings in JavaScript's order (UTF-16 code units). */
 export const compareStrings = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
 
-/** The `fields` components of a group key (missing ones empty). */
-function splitGroupKey(key: string, fields: number): string[] {
+/** The `fields` components of a group key (its encoded values joined by the separator, which no value holds; missing ones empty). */
+export function splitGroupKey(key: string, fields: number): string[] {
   const parts = key.split(SEP);
   while (parts.length < fields) parts.push("");
-  return parts.length > fields ? [...parts.slice(0, fields - 1), parts.slice(fields - 1).join(SEP)] : parts;
+  return parts;
 }
 
 /** Groups keyed by group key (distinct keys, any order) as FieldGroups of `fields` fields. */

@@ -62,14 +62,14 @@ export function encodeRunPage(
   maxBytes: number,
   more: (next: number) => string,
   flows?: ArrayLike<number>,
-  inKeyOrder = false,
 ): { bytes: Buffer; next: number } {
   const { keys, tx, rx } = run;
   const total = keys.length;
   const numberBytes = flows === undefined ? 16 : 24;
   const w = new Writer(Math.min(maxBytes, HEAD_BYTES + CURSOR_ROOM + 64 * (total - offset)));
   w.u8(RUN_PAGE_FORMAT);
-  w.u8((flows === undefined ? 0 : WITH_FLOWS) | (inKeyOrder ? IN_KEY_ORDER : 0));
+  // Never flagged in key order (IN_KEY_ORDER): groups go out as they come (see above).
+  w.u8(flows === undefined ? 0 : WITH_FLOWS);
   w.f64(version);
   w.u32(0); // the count, once known
   let end = offset;

@@ -7,6 +7,7 @@
  */
 import { expectedHour, freshHour, request } from "../support/api-contract";
 import { LedgerWriter } from "../support/ledger-writer";
+import { catchUpsOf } from "../support/ledger-scenario";
 import { describeWithNats, sleep, startCluster, waitFor, waitForSettled, type Cluster } from "../support/processes";
 
 interface Status {
@@ -69,9 +70,7 @@ describeWithNats("chaos: kill -9 under load with R = 2", () => {
     await Promise.all(writers.map((w) => w.stop()));
 
     const acknowledged = writers.reduce((a, w) => a + w.acknowledged, 0);
-    const logs = cluster.nodes.map((n) => n.output()).join("\n");
-    const tails = logs.match(/recovered copy caught up from the log tail/g)?.length ?? 0;
-    const snapshots = logs.match(/recovered copy gets a snapshot, not the log tail/g)?.length ?? 0;
+    const { tails, snapshots } = catchUpsOf(cluster.nodes);
     console.log(`chaos: recovered copies caught up from log tails ${tails}, refilled by snapshot ${snapshots} (as logged by the nodes alive at the end)`);
     const sorted = [...failovers].sort((a, b) => a - b);
     console.log(

@@ -10,7 +10,7 @@
  */
 import { freshHour } from "../support/api-contract";
 import { LedgerWriter } from "../support/ledger-writer";
-import { finishScenario, keepLogs, nodeNamed, REQUEST_TIMEOUT_MS, status, waitUntilReady } from "../support/ledger-scenario";
+import { catchUpsOf, finishScenario, keepLogs, nodeNamed, REQUEST_TIMEOUT_MS, status, waitUntilReady } from "../support/ledger-scenario";
 import { describeWithNats, sleep, startCluster, startNats, waitForSettled, type Cluster, type NodeProcess, type StartOptions } from "../support/processes";
 
 const NODES = 3;
@@ -64,15 +64,6 @@ async function runScenario(name: string, tag: string, fault: Fault, readyTimeout
   } finally {
     await cluster.stop();
   }
-}
-
-/** How the primaries brought `nodeID`'s recovered copies up to date (their log lines, src/shard/handoff.ts), and the reasons given for snapshots. */
-function catchUpsOf(nodes: NodeProcess[], nodeID: string): { tails: number; snapshots: number; why: string } {
-  const out = nodes.map((n) => n.output()).join("\n");
-  const tails = out.match(new RegExp(`${nodeID}'s recovered copy caught up from the log tail`, "g"))?.length ?? 0;
-  const refused = [...out.matchAll(new RegExp(`${nodeID}'s recovered copy gets a snapshot, not the log tail \\(([^)]*)\\)`, "g"))].map((m) => m[1]);
-  const reasons = [...new Set(refused)];
-  return { tails, snapshots: refused.length, why: reasons.length > 0 ? ` (${reasons.join("; ")})` : "" };
 }
 
 /** What a restarted node said about its data directory (the journal's recovery line). */

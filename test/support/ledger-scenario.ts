@@ -182,6 +182,19 @@ export function expectClean(o: ScenarioOutcome): void {
 }
 
 /**
+ * How the primaries brought recovered copies up to date, from the nodes' log lines
+ * (src/shard/handoff.ts): `nodeID`'s copies, or every node's without one; and the reasons
+ * given for snapshots.
+ */
+export function catchUpsOf(nodes: NodeProcess[], nodeID = "\\S+"): { tails: number; snapshots: number; why: string } {
+  const out = nodes.map((n) => n.output()).join("\n");
+  const tails = out.match(new RegExp(`${nodeID}'s recovered copy caught up from the log tail`, "g"))?.length ?? 0;
+  const refused = [...out.matchAll(new RegExp(`${nodeID}'s recovered copy gets a snapshot, not the log tail \\(([^)]*)\\)`, "g"))].map((m) => m[1]);
+  const reasons = [...new Set(refused)];
+  return { tails, snapshots: refused.length, why: reasons.length > 0 ? ` (${reasons.join("; ")})` : "" };
+}
+
+/**
  * Full node logs into a fresh temp directory `flowmesh-<name>-…` (returned): the test output
  * keeps only the summary, and the processes' output is gone once the cluster stops.
  * `numbered` prefixes each file with its place in `nodes` (00-, 01-, …), for a list where a
