@@ -157,7 +157,8 @@ const FlowShardService: ServiceSchema = {
       handler(ctx: Context<GroupsParams | GroupsMoreParams>) {
         const queries = this.queries as ShardQueries;
         const params = ctx.params;
-        return "cursor" in params ? queries.groupsMore(params.cursor, params.page) : queries.groups(params, ctx.nodeID !== this.broker.nodeID);
+        if (!("cursor" in params)) return queries.groups(params, ctx.nodeID !== this.broker.nodeID);
+        return params.ahead === true ? queries.groupsAhead(params.cursor, params.page ?? 1) : queries.groupsMore(params.cursor, params.page);
       },
     },
 

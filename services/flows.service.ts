@@ -29,7 +29,6 @@ import {
   sumOverflow,
   type ApplyParams,
   type GroupResult,
-  type GroupsPage,
   type GroupsParams,
   type HourBounds,
   type ReadAnswer,
@@ -40,7 +39,8 @@ import { mergePaged, type Paged } from "../src/query/hour-merge";
 import { ownerRead, readOwners, renderHour, type OwnerRead } from "../src/query/hour-read";
 import { readRange, widestHours } from "../src/query/range";
 import { rankTop, TotalOverflowError, TOP_TOTALS, type FieldGroups, type TopMetric } from "../src/query/top";
-import { groupSourceOf, mergeGroups } from "../src/query/group-ids";
+import { mergeGroups } from "../src/query/group-ids";
+import { GroupPages } from "../src/gateway/group-pages";
 
 // Param schemas are fixed when the service is defined: limits come from the environment.
 const limits = readSettings(process.env);
@@ -271,6 +271,7 @@ const FlowsService: ServiceSchema = {
     this.metrics = metricsOf(this.broker, "gateway");
     // Both keyed by what clients read (any hour, any filter), so both bounded (src/rendered-reads.ts).
     this.rendered = new RenderedReadCache();
+    this.groupPages = new GroupPages();
     this.readVersions = readVersionCache();
   },
 
@@ -337,8 +338,7 @@ const FlowsService: ServiceSchema = {
 
     /** One primary's per-group sums for top-N, page by page. */
     async groupsFrom(ctx: Context, nodeID: string, params: GroupsParams): Promise<FieldGroups[]> {
-      const answer = (await ctx.call(ShardActions.groups, params, { nodeID })) as GroupsPage | Buffer;
-      return groupSourceOf(answer, params.by.length, async (more) => (await ctx.call(ShardActions.groups, more, { nodeID })) as Buffer);
+      return (this.groupPages as GroupPages).read(nodeID, params, (p) => ctx.call(ShardActions.groups, p, { nodeID }));
     },
 
     /**

@@ -91,6 +91,8 @@ export interface GroupsParams {
    * gateways sent `inKeyOrder`, which is ignored: they add the pages up by key.)
    */
   fieldPages?: boolean;
+  /** The id under which the pages after the first wait (chosen by the caller, who asks for them ahead: GroupsMoreParams.ahead); a random one without it. */
+  cursorId?: string;
 }
 
 /**
@@ -100,6 +102,11 @@ export interface GroupsParams {
 export interface GroupsMoreParams {
   cursor: string;
   page?: number;
+  /**
+   * Asked together with the query that names `cursor` as its cursorId: the page once
+   * that query has answered, or an empty Buffer when it has no such page (ask again then).
+   */
+  ahead?: boolean;
 }
 
 /** A primary's per-group sums, in process (a remote caller gets binary pages). */

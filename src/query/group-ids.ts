@@ -180,17 +180,28 @@ export function groupIdsOf(by: readonly string[]): GroupIds {
 /**
  * One shard node's partial groups, as pages. In process: its FieldGroups. From another
  * process: field-groups pages (src/wire/field-groups-codec.ts) whose first says how many
- * there are, the rest asked for with `more` at once; or, from a shard node of an older
+ * there are, the rest taken from `ahead` (asked for with the query) or else asked for
+ * with `more` at once; or, from a shard node of an older
  * version, run pages of group keys (src/wire/run-codec.ts, the next asked for by the
  * cursor of the last), turned into FieldGroups here.
  */
-export async function groupSourceOf(answer: GroupsPage | Buffer, fields: number, more: (params: GroupsMoreParams) => Promise<Buffer>): Promise<FieldGroups[]> {
+export async function groupSourceOf(
+  answer: GroupsPage | Buffer,
+  fields: number,
+  more: (params: GroupsMoreParams) => Promise<Buffer>,
+  ahead: readonly Promise<Buffer | null>[] = [],
+): Promise<FieldGroups[]> {
   if (!Buffer.isBuffer(answer)) return [answer.groups];
   if (answer[0] === FIELD_GROUPS_FORMAT) {
     const first = decodeFieldGroupsPage(answer);
     const cursor = first.cursor;
     if (cursor === null || first.pages <= 1) return [first.groups];
-    const rest = Array.from({ length: first.pages - 1 }, async (_, i) => decodeFieldGroupsPage(await more({ cursor, page: i + 1 })).groups);
+    const rest = Array.from({ length: first.pages - 1 }, async (_, i) => {
+      // Page i + 1 as asked for ahead, unless that came back empty (not there then): asked for now.
+      const early = await ahead[i];
+      const bytes = early !== undefined && early !== null && early.length > 0 ? early : await more({ cursor, page: i + 1 });
+      return decodeFieldGroupsPage(bytes).groups;
+    });
     return [first.groups, ...(await Promise.all(rest))];
   }
   const pages: GroupColumns[] = [];

@@ -20,6 +20,7 @@ import { encodeRunPage, RUN_PAGE_VERSION_AT } from "../wire/run-codec";
 import { encodeFieldGroupsPages } from "../wire/field-groups-codec";
 import { fieldGroupsOfKeys, groupColumnsOfFields, GroupSums, groupKeyOf, type FieldGroups } from "./top";
 import { groupIdsOf, type GroupIds } from "./group-ids";
+import { PagesAhead } from "./pages-ahead";
 
 /** Longest stretch of adding up before the event loop gets a turn. */
 const YIELD_MS = 20;
@@ -81,23 +82,56 @@ function grown(values: Float64Array, size: number): Float64Array {
 /** Top-N answers paged out at a time, and the partial groups they hold in all (bounded: gateways create them). */
 export const MAX_GROUPS_CURSORS = 256;
 export const MAX_CURSOR_GROUPS = 8_000_000;
+/** The longest cursor id a caller may choose (a UUID is 36). */
+const MAX_CURSOR_ID = 64;
+/** How long a page asked for ahead waits for its query to arrive. */
+const AHEAD_WAIT_MS = 1000;
 
 const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 export class ShardQueries {
   private readonly cursors = new BoundedCursors<GroupsCursor>(MAX_GROUPS_CURSORS, MAX_CURSOR_GROUPS, (c) => c.groups);
+  private readonly ahead = new PagesAhead(MAX_GROUPS_CURSORS, AHEAD_WAIT_MS);
 
   constructor(private readonly o: ShardQueriesOptions) {}
 
   async groups(params: GroupsParams, remote: boolean): Promise<GroupsPage | Buffer> {
     const { epoch, partitions } = params;
     this.expire(this.o.now());
-    await this.o.confirmServing(partitions, epoch);
-    // Renumbered meanwhile (the ids ran out): once more from scratch; a query with more
-    // groups than the ids can number is added up by key instead.
-    const sums = (await this.sumsById(params)) ?? (await this.sumsById(params)) ?? (await this.sumsByKey(params));
-    await this.o.confirmServing(partitions, epoch);
-    return this.page(sums, remote, params.fieldPages === true);
+    const id = typeof params.cursorId === "string" && params.cursorId.length <= MAX_CURSOR_ID ? params.cursorId : randomUUID();
+    this.ahead.started(id);
+    try {
+      // The bucket is asked while the flows are added up (nothing is answered before it
+      // confirms); the cheap local refusals come first, in this turn.
+      const confirmed = this.o.confirmServing(partitions, epoch);
+      confirmed.catch(() => undefined);
+      // Renumbered meanwhile (the ids ran out): once more from scratch; a query with more
+      // groups than the ids can number is added up by key instead.
+      const sums = (await this.sumsById(params)) ?? (await this.sumsById(params)) ?? (await this.sumsByKey(params));
+      await confirmed;
+      // Confirmed again after the read (its partitions may have moved meanwhile), the pages encoded meanwhile.
+      const again = this.o.confirmServing(partitions, epoch);
+      again.catch(() => undefined);
+      const answer = this.page(sums, remote, params.fieldPages === true, id);
+      await again;
+      return answer;
+    } finally {
+      this.ahead.finished(id);
+    }
+  }
+
+  /**
+   * Page `page` asked for ahead, with the groups query that names `id` (sent together, so
+   * the pages travel at once): waits for that query, then answers the page, or an empty
+   * Buffer when the answer has no such page or is gone (the caller then asks as usual).
+   */
+  async groupsAhead(id: string, page: number): Promise<Buffer> {
+    await this.ahead.settled(id);
+    const cursor = this.cursors.take(id);
+    if (cursor === undefined) return Buffer.alloc(0);
+    this.cursors.keep(id, cursor);
+    if (!Number.isInteger(page) || page < 1 || page >= cursor.pages.length || cursor.served.has(page)) return Buffer.alloc(0);
+    return this.groupsMore(id, page);
   }
 
   /** The per-group sums added by group id; null when the grouping's ids were renumbered meanwhile. */
@@ -203,9 +237,8 @@ export class ShardQueries {
    * field-groups pages (src/wire/field-groups-codec.ts) when asked for, else run pages of
    * group keys (a gateway of an older version, which adds them up by key).
    */
-  private page(groups: FieldGroups, remote: boolean, fieldPages: boolean): GroupsPage | Buffer {
+  private page(groups: FieldGroups, remote: boolean, fieldPages: boolean, id: string): GroupsPage | Buffer {
     if (!remote) return { groups, cursor: null };
-    const id = randomUUID();
     const count = groups.tx.length;
     let pages: Buffer[];
     if (fieldPages) pages = encodeFieldGroupsPages(groups, MESSAGE_BYTES, id);

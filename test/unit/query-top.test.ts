@@ -241,6 +241,17 @@ describe("pieces", () => {
     });
     await expect(queries.groups({ epoch: 1, partitions: [0], from: 1, to: 1, filter: {}, by: ["src_app"] }, false)).rejects.toThrow("moved meanwhile");
     expect(calls).toBe(2);
+    // The first confirmation runs while the flows are added up: refused, nothing is answered either.
+    let first = 0;
+    const refusedFirst = new ShardQueries({
+      store,
+      confirmServing: async () => {
+        if (++first === 1) throw new Error("not the primary");
+      },
+      now: () => 0,
+      cursorMs: 1000,
+    });
+    await expect(refusedFirst.groups({ epoch: 1, partitions: [0], from: 1, to: 1, filter: {}, by: ["src_app"] }, true)).rejects.toThrow("not the primary");
   });
 
   test("hour bounds: the oldest and newest hour with a flow in the partitions asked", async () => {
