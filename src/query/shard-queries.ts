@@ -107,7 +107,7 @@ export class ShardQueries {
       confirmed.catch(() => undefined);
       // Renumbered meanwhile (the ids ran out): once more from scratch; a query with more
       // groups than the ids can number is added up by key instead.
-      const sums = (await this.sumsById(params)) ?? (await this.sumsById(params)) ?? (await this.sumsByKey(params));
+      const sums = (await this.sumsById(params, remote)) ?? (await this.sumsById(params, remote)) ?? (await this.sumsByKey(params));
       await confirmed;
       // Confirmed again after the read (its partitions may have moved meanwhile), the pages encoded meanwhile.
       const again = this.o.confirmServing(partitions, epoch);
@@ -134,8 +134,13 @@ export class ShardQueries {
     return this.groupsMore(id, page);
   }
 
-  /** The per-group sums added by group id; null when the grouping's ids were renumbered meanwhile. */
-  private async sumsById(params: GroupsParams): Promise<FieldGroups | null> {
+  /**
+   * The per-group sums added by group id; null when the grouping's ids were renumbered
+   * meanwhile. For another process, in key order (the ids' order is kept: ~1 ms for 100k
+   * groups), so the gateway adds each page up in ascending places: in random order its
+   * adding up of a 1M-flow hour's ~300k partial groups took ~9.5 ms, in order ~5.5 ms.
+   */
+  private async sumsById(params: GroupsParams, inKeyOrder: boolean): Promise<FieldGroups | null> {
     const { by, filter } = params;
     const groupOf = groupKeyOf(by, {}) as (key: string) => string;
     const grouping = by.join(",");
@@ -170,7 +175,7 @@ export class ShardQueries {
     });
     if (!complete) return null;
     // Columns straight from the ids (each id is in `seen` once): no Map of the keys.
-    return registry.fieldGroups(seen, { tx, rx, flows });
+    return registry.fieldGroups(inKeyOrder ? registry.groups.sorted(seen) : seen, { tx, rx, flows });
   }
 
   /** The per-group sums added by group key (a query with more groups than the ids number). */

@@ -190,7 +190,7 @@ describe("pieces", () => {
   });
 
   test("field-groups pages: under the byte limit, each column as narrow as its values allow, every group once", () => {
-    // 70,000 values of field 0 (refs past u16 on one page), sums past 2^32 (f64) and small (u32).
+    // 70,000 values of field 0 (refs past u16 on one page), sums past 2^32 (f64) and small (u16).
     const count = 70_000;
     const values = [Array.from({ length: count }, (_, i) => `src-${String(i).padStart(6, "0")}`), ["d\u00e9", "\uD800 lone", "z"]];
     const groups: FieldGroups = {
@@ -211,9 +211,9 @@ describe("pieces", () => {
       const plain = (g: { keys: string[]; tx: ArrayLike<number>; rx: ArrayLike<number>; flows: ArrayLike<number> }) => [g.keys, Array.from(g.tx), Array.from(g.rx), Array.from(g.flows)];
       expect(plain(got)).toEqual(plain(groupColumnsOfFields(groups)));
       if (limit > 64 * 1024) {
-        // One page: head, then per field its dictionary and refs (u32: 70,000 entries; u16: 3), then tx (f64: 2^40 + 1), rx and flows (u32), and an empty cursor.
+        // One page: head, then per field its dictionary and refs (u32: 70,000 entries; u16: 3), then tx (f64: 2^40 + 1), rx and flows (u16), and an empty cursor.
         const strings = (list: string[]) => list.reduce((sum, v) => sum + (v.isWellFormed() ? 1 + Buffer.byteLength(v) : 5 + 2 * v.length), 0);
-        const columns = [4, 2, 8, 4, 4].reduce((sum, width) => sum + 1 + width * count, 0);
+        const columns = [4, 2, 8, 2, 2].reduce((sum, width) => sum + 1 + width * count, 0);
         expect(pages[0].length).toBe(14 + 2 * 4 + strings(values[0]) + strings(values[1]) + columns + 1);
       }
     }
@@ -224,8 +224,13 @@ describe("pieces", () => {
     const page = encodeFieldGroupsPages({ values: [["a"]], refs: [Int32Array.of(0)], tx: one, rx: one, flows: one }, 1024, "")[0];
     const bad = Buffer.from(page);
     bad[bad.indexOf(2, 1 + 8 + 4 + 1 + 4 + 2)] = 2; // the refs column's width, unchanged
-    bad[bad.length - 1 - 3 * (1 + 4) - 2] = 9; // the one ref: 9 of a dictionary of 1
+    bad[bad.length - 1 - 3 * (1 + 2) - 2] = 9; // the one ref: 9 of a dictionary of 1
     expect(() => decodeFieldGroupsPage(bad)).toThrow("refers to entry 9 of 1");
+    // Pages are cut by the widths their columns take: filled, not sized for the widest.
+    const small = { values: [["a", "b"], ["c"]], refs: [Int32Array.from({ length: 50_000 }, (_, i) => i % 2), new Int32Array(50_000)], tx: Float64Array.from({ length: 50_000 }, (_, i) => 70_000 + i), rx: new Float64Array(50_000).fill(3), flows: new Float64Array(50_000).fill(1) };
+    const filled = encodeFieldGroupsPages(small, 64 * 1024, "c".repeat(36));
+    expect(filled.length).toBe(Math.ceil((50_000 * (2 + 2 + 4 + 2 + 2)) / (64 * 1024 - 200)));
+    for (const p of filled.slice(0, -1)) expect(p.length).toBeGreaterThan(64 * 1024 - 200);
   });
 
   test("a refused confirmation refuses the query, before and after adding up", async () => {
