@@ -155,10 +155,7 @@ const FlowShardService: ServiceSchema = {
     groups: {
       visibility: "public",
       handler(ctx: Context<GroupsParams | GroupsMoreParams>) {
-        const queries = this.queries as ShardQueries;
-        const params = ctx.params;
-        if (!("cursor" in params)) return queries.groups(params, ctx.nodeID !== this.broker.nodeID);
-        return params.ahead === true ? queries.groupsAhead(params.cursor, params.page ?? 1) : queries.groupsMore(params.cursor, params.page);
+        return (this.queries as ShardQueries).answer(ctx.params, ctx.nodeID !== this.broker.nodeID);
       },
     },
 

@@ -23,6 +23,11 @@ export class BoundedCursors<T extends KeptCursor> {
     return this.cursors.size;
   }
 
+  /** The cursor, left where it is. */
+  peek(id: string): T | undefined {
+    return this.cursors.get(id);
+  }
+
   /** The cursor, taken out (keep it again for its next page). */
   take(id: string): T | undefined {
     const cursor = this.cursors.get(id);

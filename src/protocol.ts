@@ -112,7 +112,6 @@ export interface GroupsMoreParams {
 /** A primary's per-group sums, in process (a remote caller gets binary pages). */
 export interface GroupsPage {
   groups: FieldGroups;
-  cursor: null;
 }
 
 /** Gateway -> primary: the oldest and newest hour its partitions hold. */

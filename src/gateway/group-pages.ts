@@ -30,7 +30,7 @@ export class GroupPages {
     const answer = call({ ...params, cursorId });
     const expected = Math.min(this.pagesOf.get(shape) ?? 1, MAX_AHEAD + 1);
     const ahead = Array.from({ length: expected - 1 }, (_, i) => (call({ cursor: cursorId, page: i + 1, ahead: true }) as Promise<Buffer>).catch(() => null));
-    const more = async (more: GroupsMoreParams) => (await call(more)) as Buffer;
+    const more = async (page: GroupsMoreParams) => (await call(page)) as Buffer;
     const pages = await groupSourceOf((await answer) as GroupsPage | Buffer, params.by.length, more, ahead);
     this.pagesOf.set(shape, pages.length);
     return pages;

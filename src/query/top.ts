@@ -94,7 +94,7 @@ export function groupColumnsOfFields(groups: FieldGroups): GroupColumns {
   return { keys: Array.from(groups.tx, (_, i) => groupKeyAt(groups, i)), tx: groups.tx, rx: groups.rx, flows: groups.flows };
 }
 
-/** Per-group sums being added up: flows on a shard, shards' partial sums on the gateway. */
+/** Per-group sums added up by group key: a shard's query with more groups than its ids number (and tests' reference sums). */
 export class GroupSums implements GroupColumns {
   keys: string[] = [];
   tx: number[] = [];

@@ -235,28 +235,25 @@ describe("pieces", () => {
 
   test("a refused confirmation refuses the query, before and after adding up", async () => {
     const store = new PartitionStore({ max: 100, ttlMs: 60_000 });
-    let calls = 0;
-    const queries = new ShardQueries({
-      store,
-      confirmServing: async () => {
-        if (++calls === 2) throw new Error("moved meanwhile");
-      },
-      now: () => 0,
-      cursorMs: 1000,
-    });
-    await expect(queries.groups({ epoch: 1, partitions: [0], from: 1, to: 1, filter: {}, by: ["src_app"] }, false)).rejects.toThrow("moved meanwhile");
-    expect(calls).toBe(2);
+    /** Queries whose confirmation number `refused` throws `why`; `calls` counts them. */
+    const refusing = (refused: number, why: string) => {
+      const counted = { calls: 0 };
+      const queries = new ShardQueries({
+        store,
+        confirmServing: async () => {
+          if (++counted.calls === refused) throw new Error(why);
+        },
+        now: () => 0,
+        cursorMs: 1000,
+      });
+      return { queries, counted };
+    };
+    const params = { epoch: 1, partitions: [0], from: 1, to: 1, filter: {}, by: ["src_app"] as GroupField[] };
+    const after = refusing(2, "moved meanwhile");
+    await expect(after.queries.groups(params, false)).rejects.toThrow("moved meanwhile");
+    expect(after.counted.calls).toBe(2);
     // The first confirmation runs while the flows are added up: refused, nothing is answered either.
-    let first = 0;
-    const refusedFirst = new ShardQueries({
-      store,
-      confirmServing: async () => {
-        if (++first === 1) throw new Error("not the primary");
-      },
-      now: () => 0,
-      cursorMs: 1000,
-    });
-    await expect(refusedFirst.groups({ epoch: 1, partitions: [0], from: 1, to: 1, filter: {}, by: ["src_app"] }, true)).rejects.toThrow("not the primary");
+    await expect(refusing(1, "not the primary").queries.groups(params, true)).rejects.toThrow("not the primary");
   });
 
   test("hour bounds: the oldest and newest hour with a flow in the partitions asked", async () => {
