@@ -11,6 +11,10 @@
  * and the payload is copied once, or not at all when it comes with room in front for the
  * envelope (a group codec message: src/wire/bytes.ts withRoomInFront). Every other packet
  * is plain JSON (starts with '{').
+ *
+ * The header is padded with spaces (JSON allows them) so the Buffer starts at a multiple
+ * of 8 in the packet: a receiver whose packet starts aligned (a fresh buffer, or Node's
+ * pool, which aligns to 8) reads typed columns of it in place (src/wire/field-groups-codec.ts).
  */
 import { Serializers } from "moleculer";
 import { takeRoomInFront } from "../src/wire/bytes";
@@ -20,6 +24,11 @@ const REQUEST = "REQ";
 const RESPONSE = "RES";
 
 type Packet = Record<string, unknown>;
+
+const SPACE = 0x20;
+const PAYLOAD_ALIGN = 8;
+/** The header's bytes padded so the payload after the 5 bytes in front and the header starts at a multiple of PAYLOAD_ALIGN. */
+const alignedHeaderBytes = (bytes: number): number => bytes + ((PAYLOAD_ALIGN - ((5 + bytes) % PAYLOAD_ALIGN)) % PAYLOAD_ALIGN);
 
 function bufferField(type: string): "params" | "data" | null {
   return type === REQUEST ? "params" : type === RESPONSE ? "data" : null;
@@ -37,7 +46,7 @@ export class BinaryPayloadSerializer extends Serializers.Base {
     } finally {
       obj[field!] = raw;
     }
-    const headerBytes = Buffer.byteLength(header);
+    const headerBytes = alignedHeaderBytes(Buffer.byteLength(header));
     // Bytes of the group codec come with room in front (src/wire/bytes.ts): the envelope goes there.
     const room = takeRoomInFront(raw);
     if (room >= 5 + headerBytes) {
@@ -45,13 +54,13 @@ export class BinaryPayloadSerializer extends Serializers.Base {
       const framed = Buffer.from(raw.buffer, start, 5 + headerBytes + raw.length);
       framed[0] = BINARY;
       framed.writeUInt32LE(headerBytes, 1);
-      framed.write(header, 5, "utf8");
+      framed.fill(SPACE, 5 + framed.write(header, 5, "utf8"), 5 + headerBytes);
       return framed;
     }
     const out = Buffer.allocUnsafe(5 + headerBytes + raw.length);
     out[0] = BINARY;
     out.writeUInt32LE(headerBytes, 1);
-    out.write(header, 5, "utf8");
+    out.fill(SPACE, 5 + out.write(header, 5, "utf8"), 5 + headerBytes);
     raw.copy(out, 5 + headerBytes);
     return out;
   }

@@ -38,8 +38,8 @@ import { collectRecords, flowCsvChunks, flowJsonChunks } from "../src/query/flow
 import { mergePaged, type Paged } from "../src/query/hour-merge";
 import { ownerRead, readOwners, renderHour, type OwnerRead } from "../src/query/hour-read";
 import { readRange, widestHours } from "../src/query/range";
-import { rankTop, TotalOverflowError, TOP_TOTALS, type FieldGroups, type TopMetric } from "../src/query/top";
-import { mergeGroups } from "../src/query/group-ids";
+import { TotalOverflowError, TOP_TOTALS, type FieldGroups, type TopMetric } from "../src/query/top";
+import { rankSources } from "../src/query/group-merge";
 import { GroupPages } from "../src/gateway/group-pages";
 
 // Param schemas are fixed when the service is defined: limits come from the environment.
@@ -214,12 +214,11 @@ const FlowsService: ServiceSchema = {
         const by = checked(groupByOf(ctx.params.by));
         const filter = filterOf(ctx.params);
         const partials: FieldGroups[][] = await this.askPrimaries((nodeID: string, partitions: number[], epoch: number) =>
-          this.groupsFrom(ctx, nodeID, { epoch, partitions, from, to, filter, by, fieldPages: true }),
+          this.groupsFrom(ctx, nodeID, { epoch, partitions, from, to, filter, by, fieldPages: true, alignedPages: true }),
         );
-        const sums = mergeGroups(partials);
         let answer;
         try {
-          answer = rankTop(sums, { from, to, by, metric: ctx.params.metric, n: ctx.params.n });
+          answer = rankSources(partials, { from, to, by, metric: ctx.params.metric, n: ctx.params.n });
         } catch (err) {
           if (err instanceof TotalOverflowError) throw sumOverflow(err.message, { from, to, filter, total: err.total });
           throw err;

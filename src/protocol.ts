@@ -91,6 +91,8 @@ export interface GroupsParams {
    * gateways sent `inKeyOrder`, which is ignored: they add the pages up by key.)
    */
   fieldPages?: boolean;
+  /** With fieldPages: in the aligned format (columns a gateway reads without copying them); without it, as gateways of the version before read them. */
+  alignedPages?: boolean;
   /** The id under which the pages after the first wait (chosen by the caller, who asks for them ahead: GroupsMoreParams.ahead); a random one without it. */
   cursorId?: string;
 }

@@ -9,16 +9,13 @@
  * groups go out as FieldGroups (src/query/top.ts), their dictionaries sorted by sorting
  * integers: no string work per query.
  *
- * The gateway then adds the shards' partial groups up (mergeGroups) by one number per
- * group, made of its indexes into dictionaries merged once: decoding ~300k group keys
- * and comparing them as strings took ~100 ms of the gateway's CPU per query of a 1M-flow
- * hour.
+ * The gateway then adds the shards' partial groups up (src/query/group-merge.ts).
  *
  * Bounded: a grouping's ids are renumbered from scratch past MAX_GROUP_IDS (its
  * `generation` counts the renumberings, so lists of old ids can tell they are stale).
  */
 import type { GroupsMoreParams, GroupsPage } from "../protocol";
-import { decodeFieldGroupsPage, FIELD_GROUPS_FORMAT } from "../wire/field-groups-codec";
+import { decodeFieldGroupsPage, isFieldGroupsPage } from "../wire/field-groups-codec";
 import { decodeRunPage } from "../wire/run-codec";
 import { compareStrings, fieldGroupsOfKeys, groupColumnsOf, splitGroupKey, type FieldGroups, type GroupColumns } from "./top";
 
@@ -192,7 +189,7 @@ export async function groupSourceOf(
   ahead: readonly Promise<Buffer | null>[] = [],
 ): Promise<FieldGroups[]> {
   if (!Buffer.isBuffer(answer)) return [answer.groups];
-  if (answer[0] === FIELD_GROUPS_FORMAT) {
+  if (isFieldGroupsPage(answer)) {
     const first = decodeFieldGroupsPage(answer);
     const cursor = first.cursor;
     if (cursor === null || first.pages <= 1) return [first.groups];
@@ -211,184 +208,4 @@ export async function groupSourceOf(
   }
   const all = { keys: pages.flatMap((p) => p.keys), tx: pages.flatMap((p) => Array.from(p.tx)), rx: pages.flatMap((p) => Array.from(p.rx)), flows: pages.flatMap((p) => Array.from(p.flows)) };
   return [fieldGroupsOfKeys(all, fields)];
-}
-
-/** The distinct strings of sorted lists, sorted (merged two by two). */
-function unionSorted(lists: readonly string[][]): string[] {
-  let round = [...lists];
-  while (round.length > 1) {
-    const next: string[][] = [];
-    for (let i = 0; i < round.length; i += 2) {
-      if (i + 1 === round.length) {
-        next.push(round[i]);
-        continue;
-      }
-      const [a, b] = [round[i], round[i + 1]];
-      const out: string[] = [];
-      let x = 0;
-      let y = 0;
-      while (x < a.length || y < b.length) {
-        const c = y >= b.length ? -1 : x >= a.length ? 1 : compareStrings(a[x], b[y]);
-        out.push(c <= 0 ? a[x] : b[y]);
-        if (c <= 0) x++;
-        if (c >= 0) y++;
-      }
-      next.push(out);
-    }
-    round = next;
-  }
-  return round[0] ?? [];
-}
-
-/** A page and, per field, each of its dictionary entries' index in the merged dictionary. */
-interface Renumbering {
-  page: FieldGroups;
-  to: Int32Array[];
-}
-
-/** Each group's code: its merged refs as one number, field 0 most significant (exact while the dictionaries' sizes multiply to at most 2^53). */
-function codesOf({ page, to }: Renumbering, sizes: readonly number[], codes: Float64Array): void {
-  const n = page.tx.length;
-  codes.fill(0, 0, n);
-  for (let k = 0; k < sizes.length; k++) {
-    const refs = page.refs[k];
-    const map = to[k];
-    const size = sizes[k];
-    for (let i = 0; i < n; i++) codes[i] = codes[i] * size + map[refs[i]];
-  }
-}
-
-/** Group i's merged refs, from its code (mixed radix: field 0 most significant). */
-function refsFromCode(code: number, sizes: readonly number[], out: Int32Array[], j: number): void {
-  for (let k = sizes.length - 1, rest = code; k >= 0; k--) {
-    out[k][j] = rest % sizes[k];
-    rest = Math.floor(rest / sizes[k]);
-  }
-}
-
-/** Below this many possible groups (the dictionaries' sizes multiplied), they are added up densely whatever the entries. */
-const DENSE_MIN_SPAN = 4096;
-
-/**
- * The pages' groups added up in arrays indexed by code, then the groups present (flows >
- * 0: every group has one) read out in order: for `span` (the possible groups) at most
- * twice the entries, so the arrays are at most twice what a Map would hold.
- */
-function addUpDense(pages: readonly Renumbering[], values: readonly string[][], sizes: readonly number[], span: number): FieldGroups {
-  // Each possible group's three sums side by side.
-  const sums = new Float64Array(3 * span);
-  const codes = new Float64Array(pages.reduce((most, { page }) => Math.max(most, page.tx.length), 0));
-  for (const r of pages) {
-    codesOf(r, sizes, codes);
-    const { tx, rx, flows } = r.page;
-    for (let i = 0, n = tx.length; i < n; i++) {
-      const at = 3 * codes[i];
-      sums[at] += tx[i];
-      sums[at + 1] += rx[i];
-      sums[at + 2] += flows[i];
-    }
-  }
-  let count = 0;
-  for (let c = 0; c < span; c++) if (sums[3 * c + 2] > 0) count++;
-  const out = { values: values as string[][], refs: values.map(() => new Int32Array(count)), tx: new Float64Array(count), rx: new Float64Array(count), flows: new Float64Array(count) };
-  for (let c = 0, j = 0; c < span; c++) {
-    if (sums[3 * c + 2] === 0) continue;
-    out.tx[j] = sums[3 * c];
-    out.rx[j] = sums[3 * c + 1];
-    out.flows[j] = sums[3 * c + 2];
-    refsFromCode(c, sizes, out.refs, j);
-    j++;
-  }
-  return out;
-}
-
-/**
- * The pages' groups added up by code in a Map (few groups among many possible), then put
- * in code order. Past 2^53 possible groups a code could not be exact: each group's code is
- * then its rank among all the pages' groups, sorted by their merged refs field by field.
- */
-function addUpSparse(pages: readonly Renumbering[], values: readonly string[][], sizes: readonly number[], span: number): FieldGroups {
-  const exact = span <= Number.MAX_SAFE_INTEGER;
-  const coded = pages.map((r) => {
-    const codes = new Float64Array(r.page.tx.length);
-    if (exact) codesOf(r, sizes, codes);
-    // Merged refs, kept when the codes are ranks (the output's refs come from them).
-    const refs = exact ? [] : r.to.map((map, k) => Int32Array.from(r.page.refs[k], (ref) => map[ref]));
-    return { page: r.page, codes, refs };
-  });
-  if (!exact) {
-    const all = coded.flatMap((c) => Array.from(c.codes, (_, i) => [c, i] as const));
-    const compare = ([a, i]: (typeof all)[number], [b, j]: (typeof all)[number]): number => {
-      for (let k = 0; k < sizes.length; k++) if (a.refs[k][i] !== b.refs[k][j]) return a.refs[k][i] - b.refs[k][j];
-      return 0;
-    };
-    all.sort(compare);
-    let rank = 0;
-    all.forEach((entry, e) => {
-      if (e > 0 && compare(all[e - 1], entry) !== 0) rank++;
-      entry[0].codes[entry[1]] = rank;
-    });
-  }
-  const at = new Map<number, number>();
-  const codes: number[] = [];
-  const tx: number[] = [];
-  const rx: number[] = [];
-  const flows: number[] = [];
-  // Where each group was first seen (for its refs when the codes are ranks).
-  const first: (readonly [(typeof coded)[number], number])[] = [];
-  for (const c of coded) {
-    const { page } = c;
-    for (let i = 0; i < c.codes.length; i++) {
-      const j = at.get(c.codes[i]);
-      if (j === undefined) {
-        at.set(c.codes[i], codes.length);
-        codes.push(c.codes[i]);
-        tx.push(page.tx[i]);
-        rx.push(page.rx[i]);
-        flows.push(page.flows[i]);
-        first.push([c, i]);
-      } else {
-        tx[j] += page.tx[i];
-        rx[j] += page.rx[i];
-        flows[j] += page.flows[i];
-      }
-    }
-  }
-  const order = Float64Array.from(codes).sort();
-  const n = order.length;
-  const out = { values: values as string[][], refs: values.map(() => new Int32Array(n)), tx: new Float64Array(n), rx: new Float64Array(n), flows: new Float64Array(n) };
-  for (let o = 0; o < n; o++) {
-    const j = at.get(order[o])!;
-    out.tx[o] = tx[j];
-    out.rx[o] = rx[j];
-    out.flows[o] = flows[j];
-    if (exact) refsFromCode(order[o], sizes, out.refs, o);
-    else {
-      const [c, i] = first[j];
-      for (let k = 0; k < sizes.length; k++) out.refs[k][o] = c.refs[k][i];
-    }
-  }
-  return out;
-}
-
-/**
- * The sum of the shards' partial groups (pages in any order), one entry per group, in
- * key order (a single page is returned as it is): each field's dictionaries merged into
- * one, every page's dictionary entries renumbered into it, then the groups added up by
- * code, in arrays when the possible groups are few enough (addUpDense), else in a Map.
- */
-export function mergeGroups(sources: readonly FieldGroups[][]): FieldGroups {
-  const pages = sources.flat().filter((page) => page.tx.length > 0);
-  if (pages.length === 1) return pages[0];
-  const fields = sources.flat()[0]?.values.length ?? 0;
-  const values: string[][] = [];
-  for (let k = 0; k < fields; k++) values.push(unionSorted(pages.map((page) => page.values[k])));
-  let entries = 0;
-  for (const page of pages) entries += page.tx.length;
-  const sizes = values.map((v) => Math.max(v.length, 1));
-  let span = 1;
-  for (const size of sizes) span *= size;
-  const indexes = values.map((merged) => new Map(merged.map((v, i) => [v, i])));
-  const renumbering = pages.map((page) => ({ page, to: indexes.map((index, k) => Int32Array.from(page.values[k], (v) => index.get(v)!)) }));
-  return span <= Math.max(2 * entries, DENSE_MIN_SPAN) ? addUpDense(renumbering, values, sizes, span) : addUpSparse(renumbering, values, sizes, span);
 }

@@ -115,7 +115,7 @@ export class ShardQueries {
       // Confirmed again after the read (its partitions may have moved meanwhile), the pages encoded meanwhile.
       const again = this.o.confirmServing(partitions, epoch);
       again.catch(() => undefined);
-      const answer = this.page(sums, remote, params.fieldPages === true, id);
+      const answer = this.page(sums, remote, params.fieldPages === true, params.alignedPages === true, id);
       await again;
       return answer;
     } finally {
@@ -249,11 +249,11 @@ export class ShardQueries {
    * field-groups pages (src/wire/field-groups-codec.ts) when asked for, else run pages of
    * group keys (a gateway of an older version, which adds them up by key).
    */
-  private page(groups: FieldGroups, remote: boolean, fieldPages: boolean, id: string): GroupsPage | Buffer {
+  private page(groups: FieldGroups, remote: boolean, fieldPages: boolean, aligned: boolean, id: string): GroupsPage | Buffer {
     if (!remote) return { groups };
     const count = groups.tx.length;
     let pages: Buffer[];
-    if (fieldPages) pages = encodeFieldGroupsPages(groups, MESSAGE_BYTES, id);
+    if (fieldPages) pages = encodeFieldGroupsPages(groups, MESSAGE_BYTES, id, aligned);
     else {
       const sums = groupColumnsOfFields(groups);
       pages = [];

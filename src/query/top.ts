@@ -186,38 +186,66 @@ export class TotalOverflowError extends Error {
 }
 
 /**
+ * Groups as ranking reads them: group i's sums, whether its key sorts before group j's,
+ * and its key. FieldGroups give them (rankedOf); a gateway's dense sums give them in place
+ * (src/query/group-ids.ts rankSources), without columns of the merged groups.
+ */
+export interface RankedGroups {
+  count: number;
+  tx(i: number): number;
+  rx(i: number): number;
+  flows(i: number): number;
+  keyBefore(i: number, j: number): boolean;
+  keyAt(i: number): string;
+}
+
+/** FieldGroups as RankedGroups (ties by the lower refs, field by field). */
+export function rankedOf(groups: FieldGroups): RankedGroups {
+  const { refs, tx, rx, flows } = groups;
+  return {
+    count: tx.length,
+    tx: (i) => tx[i],
+    rx: (i) => rx[i],
+    flows: (i) => flows[i],
+    keyBefore(i, j) {
+      for (const r of refs) if (r[i] !== r[j]) return r[i] < r[j];
+      return false;
+    },
+    keyAt: (i) => groupKeyAt(groups, i),
+  };
+}
+
+/**
  * The answer of a top-N query: the n groups largest by `metric` (descending, ties by
  * the `by` fields ascending), the rest summed as `other`, and the `total`.
  */
-export function rankTop(groups: FieldGroups, query: { from: number; to: number; by: GroupField[]; metric: TopMetric; n: number }): TopAnswer {
-  const { refs, tx, rx, flows } = groups;
-  const count = tx.length;
+export function rankTop(groups: FieldGroups | RankedGroups, query: { from: number; to: number; by: GroupField[]; metric: TopMetric; n: number }): TopAnswer {
+  const ranked = "keyAt" in groups ? groups : rankedOf(groups);
+  const { count, tx, rx, flows } = ranked;
   const total = { bytes_tx: 0, bytes_rx: 0, bytes_total: 0, flows: 0, groups: count };
   for (let i = 0; i < count; i++) {
-    total.bytes_tx += tx[i];
-    total.bytes_rx += rx[i];
-    total.flows += flows[i];
+    total.bytes_tx += tx(i);
+    total.bytes_rx += rx(i);
+    total.flows += flows(i);
   }
   total.bytes_total = total.bytes_tx + total.bytes_rx;
   // Every group's sums are at most the total's: checking it checks them all.
   if (total.bytes_total > Number.MAX_SAFE_INTEGER) throw new TotalOverflowError(total);
-  const value = query.metric === "bytes_tx" ? (i: number) => tx[i] : query.metric === "bytes_rx" ? (i: number) => rx[i] : (i: number) => tx[i] + rx[i];
-  /** Whether group i ranks before group j (ties: the lower group key, i.e. the lower refs, field by field). */
+  const value = query.metric === "bytes_tx" ? tx : query.metric === "bytes_rx" ? rx : (i: number) => tx(i) + rx(i);
+  /** Whether group i ranks before group j (ties: the lower group key). */
   const before = (i: number, j: number) => {
     const vi = value(i);
     const vj = value(j);
-    if (vi !== vj) return vi > vj;
-    for (const r of refs) if (r[i] !== r[j]) return r[i] < r[j];
-    return false;
+    return vi !== vj ? vi > vj : ranked.keyBefore(i, j);
   };
   const chosen = bestOf(count, query.n, before);
   const other = { ...total };
   const top = chosen.map((i): TopRow => {
-    other.bytes_tx -= tx[i];
-    other.bytes_rx -= rx[i];
-    other.flows -= flows[i];
+    other.bytes_tx -= tx(i);
+    other.bytes_rx -= rx(i);
+    other.flows -= flows(i);
     other.groups--;
-    return { ...groupFields(groupKeyAt(groups, i), query.by), bytes_tx: tx[i], bytes_rx: rx[i], bytes_total: tx[i] + rx[i], flows: flows[i] };
+    return { ...groupFields(ranked.keyAt(i), query.by), bytes_tx: tx(i), bytes_rx: rx(i), bytes_total: tx(i) + rx(i), flows: flows(i) };
   });
   other.bytes_total = other.bytes_tx + other.bytes_rx;
   return { from: query.from, to: query.to, by: query.by, metric: query.metric, top, other, total };

@@ -1,19 +1,29 @@
 /**
  * The field-groups codec: a shard's partial top-N sums (src/query/top.ts FieldGroups)
  * in binary pages, as a primary sends them to a gateway in another process. Each page
- * stands alone: it carries the dictionary entries its groups use, renumbered.
+ * stands alone: it carries the dictionary entries its groups use.
  *
- *   page   = u8 FIELD_GROUPS_FORMAT | f64 pages | u32 count | u8 fields
+ *   page   = u8 format | f64 pages | u32 count | u8 fields
  *          | (u32 size | str value * size | column refs) * fields
  *          | column tx | column rx | column flows | str cursor ("" for a one-page answer)
- *   column = u8 width | count values: width 2 = u16, 4 = u32, 8 = f64, little-endian
+ *   column = u8 width | [ALIGNED_FORMAT: zero bytes up to the page's next multiple of 8]
+ *          | count values: width 2 = u16, 4 = u32, 8 = f64, little-endian
  *
  * A column takes the narrowest width its page's values fit exactly (refs: u16 below
  * 65,536 dictionary entries; sums: u16 for integers below 2^16, u32 below 2^32): a group
  * of two fields is 12-16 bytes where keys and f64 sums took ~45. `pages` is the number of
  * pages of the whole answer (every page encoded before the first is sent), so a gateway
  * asks for the rest at once. Same string conventions as the other codecs (src/wire/bytes.ts).
- * (u16 sums are new; a gateway of the version before read every width already.)
+ *
+ * In the aligned format (asked for by GroupsParams.alignedPages) a reader whose page
+ * starts at a multiple of 8 (mixins/binary.serializer.ts places it so) takes each column
+ * as a typed array over the page's bytes instead of a copy: a gateway then allocates
+ * ~3.5 MB less outside V8's heap per top-N of a 1M-flow hour, which is what starts its
+ * full collections. FIELD_GROUPS_FORMAT is kept for gateways of the version before.
+ *
+ * When the answer's dictionaries are small beside a page (every group's fields from a
+ * few thousand values), every page carries all of them and the groups as they are: a
+ * page is then a few native copies, where cutting per-page dictionaries walked every group.
  *
  * No Moleculer here; mixins/binary.serializer.ts carries the page as its bytes.
  */
@@ -21,19 +31,28 @@ import type { FieldGroups } from "../query/top";
 import { Reader, Writer } from "./bytes";
 
 export const FIELD_GROUPS_FORMAT = 0xb4;
+export const ALIGNED_FIELD_GROUPS_FORMAT = 0xb5;
 /** Where a page's count of pages is (a float64 after the format byte). */
 const PAGES_AT = 1;
 /** format, pages, count, fields. */
 const HEAD_BYTES = 14;
 /** Room kept for the cursor at the end (a UUID, 36 bytes, and its length). */
 const CURSOR_ROOM = 48;
-/** Bytes of a column's width, and the most a string of n UTF-16 units takes (len s). */
+/** Bytes of a column's width, the most its alignment adds, and the most a string of n UTF-16 units takes (len s). */
 const WIDTH_BYTES = 1;
+const ALIGN = 8;
 const stringBytes = (s: string): number => 5 + 3 * s.length;
+/** Dictionaries that fit in this share of a page go whole on every page. */
+const WHOLE_DICTIONARIES_SHARE = 8;
 
 const U16 = 2;
 const U32 = 4;
 const F64 = 8;
+
+type Column = Uint16Array | Uint32Array | Float64Array;
+const columnOf = (width: number, buffer: ArrayBufferLike, at: number, n: number): Column =>
+  width === U16 ? new Uint16Array(buffer, at, n) : width === U32 ? new Uint32Array(buffer, at, n) : new Float64Array(buffer, at, n);
+const newColumn = (width: number, n: number): Column => (width === U16 ? new Uint16Array(n) : width === U32 ? new Uint32Array(n) : new Float64Array(n));
 
 /** The narrowest width sums[from..to) fit exactly: u16 for integers below 2^16, u32 below 2^32, else f64. */
 function sumsWidth(values: ArrayLike<number>, from: number, to: number): number {
@@ -47,39 +66,43 @@ function sumsWidth(values: ArrayLike<number>, from: number, to: number): number 
 }
 
 /**
- * Column writers: the values converted into a typed array of the wire width (natively,
- * by TypedArray.set, for sums) and its bytes copied in; little-endian as the platform's
- * typed arrays are (readColumn reads them back the same way). Writing them byte by byte
- * was ~2.8 ms of a shard's ~4.5 ms encode of 100k groups.
+ * A column of `n` values at the width given, filled by fill(column): straight in the
+ * page's bytes when they fall aligned for the width (a new writer's buffer starts at a
+ * multiple of 8), else in a typed array copied in; little-endian as the platform's typed
+ * arrays are. Writing them byte by byte was ~2.8 ms of a shard's ~4.5 ms encode of 100k groups.
  */
-function writeRefs(w: Writer, refs: ArrayLike<number>, from: number, to: number, localOf: Int32Array, width: number): void {
-  const n = to - from;
-  const column = width === U16 ? new Uint16Array(n) : new Uint32Array(n);
-  for (let i = 0; i < n; i++) column[i] = localOf[refs[from + i]];
-  writeColumn(w, column, width);
-}
-
-function writeSums(w: Writer, values: ArrayLike<number>, from: number, to: number): void {
-  const width = sumsWidth(values, from, to);
-  const column = width === U16 ? new Uint16Array(to - from) : width === U32 ? new Uint32Array(to - from) : new Float64Array(to - from);
-  column.set(ArrayBuffer.isView(values) ? (values as Float64Array).subarray(from, to) : Array.prototype.slice.call(values, from, to));
-  writeColumn(w, column, width);
-}
-
-function writeColumn(w: Writer, column: Uint16Array | Uint32Array | Float64Array, width: number): void {
-  w.room(WIDTH_BYTES + column.byteLength);
+function writeColumn(w: Writer, width: number, n: number, aligned: boolean, fill: (column: Column) => void): void {
+  w.room(WIDTH_BYTES + ALIGN + width * n);
   w.buf[w.at++] = width;
-  w.buf.set(new Uint8Array(column.buffer, column.byteOffset, column.byteLength), w.at);
-  w.at += column.byteLength;
+  if (aligned) while (w.at % ALIGN !== 0) w.buf[w.at++] = 0;
+  const at = w.buf.byteOffset + w.at;
+  if (at % width === 0) fill(columnOf(width, w.buf.buffer, at, n));
+  else {
+    const column = newColumn(width, n);
+    fill(column);
+    w.buf.set(new Uint8Array(column.buffer, column.byteOffset, column.byteLength), w.at);
+  }
+  w.at += width * n;
 }
 
-/** A column as its wire width's typed array (a copy: the page's bytes need not be aligned for a view). */
-function readColumn(r: Reader, count: number): Uint16Array | Uint32Array | Float64Array {
+function writeSums(w: Writer, values: ArrayLike<number>, from: number, to: number, aligned: boolean): void {
+  const slice = ArrayBuffer.isView(values) ? (values as Float64Array).subarray(from, to) : Array.prototype.slice.call(values, from, to);
+  writeColumn(w, sumsWidth(values, from, to), to - from, aligned, (column) => column.set(slice));
+}
+
+/** A column as its wire width's typed array: a view of the page's bytes where they are aligned for it, else a copy. */
+function readColumn(r: Reader, count: number, aligned: boolean): Column {
   const width = r.u8();
   if (width !== U16 && width !== U32 && width !== F64) throw new Error(`field-groups codec: unknown column width ${width}`);
+  if (aligned) r.at += (ALIGN - (r.at % ALIGN)) % ALIGN;
   r.need(width * count);
-  const column = width === U16 ? new Uint16Array(count) : width === U32 ? new Uint32Array(count) : new Float64Array(count);
-  new Uint8Array(column.buffer).set(r.buf.subarray(r.at, r.at + width * count));
+  const at = r.buf.byteOffset + r.at;
+  let column: Column;
+  if (at % width === 0) column = columnOf(width, r.buf.buffer, at, count);
+  else {
+    column = newColumn(width, count);
+    new Uint8Array(column.buffer).set(r.buf.subarray(r.at, r.at + width * count));
+  }
   r.at += width * count;
   return column;
 }
@@ -88,18 +111,31 @@ function readColumn(r: Reader, count: number): Uint16Array | Uint32Array | Float
  * Every page of `groups`, each at most maxBytes (at least one group), `cursor` naming
  * where the rest wait (written on every page of a several-page answer).
  */
-export function encodeFieldGroupsPages(groups: FieldGroups, maxBytes: number, cursor: string): Buffer[] {
+export function encodeFieldGroupsPages(groups: FieldGroups, maxBytes: number, cursor: string, aligned = false): Buffer[] {
   const count = groups.tx.length;
-  // Per field: a dictionary entry's index in the page being cut (-1: unused so far).
-  const localOf = groups.values.map((v) => new Int32Array(v.length).fill(-1));
   let rowBytes = sumsWidth(groups.tx, 0, count) + sumsWidth(groups.rx, 0, count) + sumsWidth(groups.flows, 0, count);
   for (const values of groups.values) rowBytes += values.length <= 0xffff ? U16 : U32;
+  const fixed = HEAD_BYTES + CURSOR_ROOM + (groups.values.length + 3) * (4 + WIDTH_BYTES + ALIGN);
+  let dictionaryBytes = 0;
+  for (const values of groups.values) for (const v of values) dictionaryBytes += stringBytes(v);
   const pages: Buffer[] = [];
-  for (let from = 0; pages.length === 0 || from < count; ) {
-    const used: number[][] = groups.values.map(() => []);
-    const { to, bytes } = cutPage(groups, from, maxBytes, rowBytes, localOf, used);
-    pages.push(writePage(groups, from, to, Math.min(bytes, maxBytes), localOf, used, to < count || from > 0 ? cursor : ""));
-    from = to;
+  if (dictionaryBytes * WHOLE_DICTIONARIES_SHARE <= maxBytes) {
+    const rows = Math.max(1, Math.floor((maxBytes - fixed - dictionaryBytes) / rowBytes));
+    const all = groups.values.map((values) => Int32Array.from(values, (_, i) => i));
+    for (let from = 0; pages.length === 0 || from < count; from += rows) {
+      const to = Math.min(count, from + rows);
+      pages.push(writePage(groups, from, to, fixed + dictionaryBytes + (to - from) * rowBytes, all, null, aligned, to < count || from > 0 ? cursor : ""));
+    }
+  } else {
+    // Per field: a dictionary entry's index in the page being cut (-1: unused so far).
+    const localOf = groups.values.map((v) => new Int32Array(v.length).fill(-1));
+    for (let from = 0; pages.length === 0 || from < count; ) {
+      const used: number[][] = groups.values.map(() => []);
+      const { to, bytes } = cutPage(groups, from, maxBytes, fixed, rowBytes, localOf, used);
+      const entries = used.map((list) => Int32Array.from(list).sort());
+      pages.push(writePage(groups, from, to, Math.min(bytes, maxBytes), entries, localOf, aligned, to < count || from > 0 ? cursor : ""));
+      from = to;
+    }
   }
   for (const page of pages) page.writeDoubleLE(pages.length, PAGES_AT);
   return pages;
@@ -113,11 +149,11 @@ export function encodeFieldGroupsPages(groups: FieldGroups, maxBytes: number, cu
  * small functions: V8 optimizes each sooner, where the one large function was recompiled
  * for a query's first several calls.)
  */
-function cutPage(groups: FieldGroups, from: number, maxBytes: number, rowBytes: number, localOf: Int32Array[], used: number[][]): { to: number; bytes: number } {
+function cutPage(groups: FieldGroups, from: number, maxBytes: number, fixed: number, rowBytes: number, localOf: Int32Array[], used: number[][]): { to: number; bytes: number } {
   const { values, refs } = groups;
   const count = groups.tx.length;
   const fields = values.length;
-  let bytes = HEAD_BYTES + CURSOR_ROOM + fields * (4 + WIDTH_BYTES) + 3 * WIDTH_BYTES;
+  let bytes = fixed;
   let to = from;
   for (; to < count; to++) {
     let more = rowBytes;
@@ -135,28 +171,39 @@ function cutPage(groups: FieldGroups, from: number, maxBytes: number, rowBytes: 
   return { to, bytes };
 }
 
-/** The page of groups [from, to) whose dictionary entries are `used` (localOf is left all -1 again). */
-function writePage(groups: FieldGroups, from: number, to: number, size: number, localOf: Int32Array[], used: number[][], cursor: string): Buffer {
+/**
+ * The page of groups [from, to) with, per field, the dictionary entries `entries`
+ * (ascending: ascending indexes are ascending values); `localOf` maps the groups' refs to
+ * their places in it (left all -1 again), or null when the entries are the whole dictionary.
+ */
+function writePage(groups: FieldGroups, from: number, to: number, size: number, entries: Int32Array[], localOf: Int32Array[] | null, aligned: boolean, cursor: string): Buffer {
   const w = new Writer(size);
-  w.u8(FIELD_GROUPS_FORMAT);
+  w.u8(aligned ? ALIGNED_FIELD_GROUPS_FORMAT : FIELD_GROUPS_FORMAT);
   w.f64(0); // the count of pages, once known
   w.u32(to - from);
   w.u8(groups.values.length);
-  for (let k = 0; k < groups.values.length; k++) writeField(w, groups.values[k], groups.refs[k], from, to, localOf[k], used[k]);
-  writeSums(w, groups.tx, from, to);
-  writeSums(w, groups.rx, from, to);
-  writeSums(w, groups.flows, from, to);
+  for (let k = 0; k < groups.values.length; k++) writeField(w, groups.values[k], groups.refs[k], from, to, entries[k], localOf?.[k] ?? null, aligned);
+  writeSums(w, groups.tx, from, to, aligned);
+  writeSums(w, groups.rx, from, to, aligned);
+  writeSums(w, groups.flows, from, to, aligned);
   w.str(cursor);
   return w.done();
 }
 
-/** A field's page dictionary (the entries used, ascending: ascending indexes are ascending values) and its refs into it. */
-function writeField(w: Writer, values: readonly string[], refs: ArrayLike<number>, from: number, to: number, localOf: Int32Array, used: number[]): void {
-  const entries = Int32Array.from(used).sort();
-  for (let i = 0; i < entries.length; i++) localOf[entries[i]] = i;
+/** A field's page dictionary and its refs into it (renumbered through localOf, unless that is null). */
+function writeField(w: Writer, values: readonly string[], refs: ArrayLike<number>, from: number, to: number, entries: Int32Array, localOf: Int32Array | null, aligned: boolean): void {
   w.u32(entries.length);
   for (let i = 0; i < entries.length; i++) w.str(values[entries[i]]);
-  writeRefs(w, refs, from, to, localOf, entries.length <= 0xffff ? U16 : U32);
+  const width = entries.length <= 0xffff ? U16 : U32;
+  if (localOf === null) {
+    const slice = ArrayBuffer.isView(refs) ? (refs as Int32Array).subarray(from, to) : Array.prototype.slice.call(refs, from, to);
+    writeColumn(w, width, to - from, aligned, (column) => column.set(slice));
+    return;
+  }
+  for (let i = 0; i < entries.length; i++) localOf[entries[i]] = i;
+  writeColumn(w, width, to - from, aligned, (column) => {
+    for (let i = 0; i < column.length; i++) column[i] = localOf[refs[from + i]];
+  });
   for (let i = 0; i < entries.length; i++) localOf[entries[i]] = -1;
 }
 
@@ -168,10 +215,15 @@ export interface FieldGroupsPage {
   groups: FieldGroups;
 }
 
+/** Whether `bytes` are a field-groups page (either format). */
+export const isFieldGroupsPage = (bytes: Buffer): boolean => bytes[0] === FIELD_GROUPS_FORMAT || bytes[0] === ALIGNED_FIELD_GROUPS_FORMAT;
+
+/** A page of either format; its columns may be views of `bytes`. */
 export function decodeFieldGroupsPage(bytes: Buffer): FieldGroupsPage {
   const r = new Reader(bytes);
   const format = r.u8();
-  if (format !== FIELD_GROUPS_FORMAT) throw new Error(`field-groups codec: unknown page format ${format}`);
+  if (!isFieldGroupsPage(bytes)) throw new Error(`field-groups codec: unknown page format ${format}`);
+  const aligned = format === ALIGNED_FIELD_GROUPS_FORMAT;
   const pages = r.f64();
   const count = r.u32();
   const fields = r.u8();
@@ -184,14 +236,14 @@ export function decodeFieldGroupsPage(bytes: Buffer): FieldGroupsPage {
     r.need(size);
     const dictionary = new Array<string>(size);
     for (let i = 0; i < size; i++) dictionary[i] = r.str();
-    const column = readColumn(r, count);
+    const column = readColumn(r, count, aligned);
     for (let i = 0; i < count; i++) if (column[i] >= size) throw new Error(`field-groups codec: group ${i} refers to entry ${column[i]} of ${size}`);
     values.push(dictionary);
     refs.push(column);
   }
-  const tx = readColumn(r, count);
-  const rx = readColumn(r, count);
-  const flows = readColumn(r, count);
+  const tx = readColumn(r, count, aligned);
+  const rx = readColumn(r, count, aligned);
+  const flows = readColumn(r, count, aligned);
   const cursor = r.str();
   if (r.at !== bytes.length) throw new Error(`field-groups codec: ${bytes.length - r.at} byte(s) after the page`);
   return { pages, cursor: cursor === "" ? null : cursor, groups: { values, refs, tx, rx, flows } };

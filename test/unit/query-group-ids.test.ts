@@ -2,7 +2,8 @@ import { splitByPartition, type FlowRecord } from "../../src/batching";
 import { PartitionStore } from "../../src/partition-store";
 import { ShardQueries } from "../../src/query/shard-queries";
 import type { GroupsPage, GroupsParams } from "../../src/protocol";
-import { groupIdsOf, groupSourceOf, MAX_GROUP_IDS, mergeGroups, StringIds } from "../../src/query/group-ids";
+import { groupIdsOf, groupSourceOf, MAX_GROUP_IDS, StringIds } from "../../src/query/group-ids";
+import { mergeGroups } from "../../src/query/group-merge";
 import { groupColumnsOfFields, GroupSums, type FieldGroups, type GroupColumns, type GroupField } from "../../src/query/top";
 import { SEP } from "../../src/flow-key";
 

@@ -7,9 +7,11 @@ import { PartitionStore } from "../../src/partition-store";
 import { ShardQueries } from "../../src/query/shard-queries";
 import { bestOf, fieldGroupsOfKeys, GROUP_FIELDS, groupColumnsOf, groupColumnsOfFields, GroupSums, groupKeyOf, rankTop, TotalOverflowError, type FieldGroups, type GroupField, type TopMetric } from "../../src/query/top";
 import type { GroupsPage } from "../../src/protocol";
-import { groupSourceOf, mergeGroups } from "../../src/query/group-ids";
+import { groupSourceOf } from "../../src/query/group-ids";
+import { mergeGroups, rankSources } from "../../src/query/group-merge";
 import { decodeRunPage, encodeRunPage } from "../../src/wire/run-codec";
-import { decodeFieldGroupsPage, encodeFieldGroupsPages } from "../../src/wire/field-groups-codec";
+import { ALIGNED_FIELD_GROUPS_FORMAT, decodeFieldGroupsPage, encodeFieldGroupsPages } from "../../src/wire/field-groups-codec";
+import { BinaryPayloadSerializer } from "../../mixins/binary.serializer";
 import { flow } from "../support/api-contract";
 import { expectedTop, randomFlows, seeded, type TopQuery } from "../support/query-model";
 
@@ -27,18 +29,20 @@ function shards(records: FlowRecord[]) {
 
 async function top(records: FlowRecord[], q: TopQuery) {
   const { queries, partitions } = shards(records);
-  // Asked in process, and from another process in field-groups pages and in run pages of group keys (as an older gateway asks).
-  const ways: FieldGroups[][][] = [[], [], []];
+  // Asked in process, and from another process in aligned and unaligned field-groups pages and in run pages of group keys (as older gateways ask).
+  const ways: FieldGroups[][][] = [[], [], [], []];
   for (const part of partitions) {
     const params = { epoch: 1, partitions: part, from: q.from, to: q.to, filter: q.filter ?? {}, by: q.by };
-    for (const [i, remote, fieldPages] of [[0, false, false], [1, true, true], [2, true, false]] as const) {
-      const answer = await queries.groups({ ...params, fieldPages }, remote);
+    for (const [i, remote, fieldPages, alignedPages] of [[0, false, false, false], [1, true, true, true], [2, true, true, false], [3, true, false, false]] as const) {
+      const answer = await queries.groups({ ...params, fieldPages, alignedPages }, remote);
       expect(Buffer.isBuffer(answer)).toBe(remote);
       ways[i].push(await groupSourceOf(answer as GroupsPage | Buffer, q.by.length, async ({ cursor, page }) => queries.groupsMore(cursor, page)));
     }
   }
   const answer = rankTop(mergeGroups(ways[0]), q);
   for (const way of ways.slice(1)) expect(rankTop(mergeGroups(way), q)).toEqual(answer);
+  // Ranked where the dense sums are added up (their arrays kept from the query before).
+  for (const way of ways) expect(rankSources(way, q)).toEqual(answer);
   return answer;
 }
 
@@ -231,6 +235,32 @@ describe("pieces", () => {
     const filled = encodeFieldGroupsPages(small, 64 * 1024, "c".repeat(36));
     expect(filled.length).toBe(Math.ceil((50_000 * (2 + 2 + 4 + 2 + 2)) / (64 * 1024 - 200)));
     for (const p of filled.slice(0, -1)) expect(p.length).toBeGreaterThan(64 * 1024 - 200);
+  });
+
+  test("aligned pages travel in a packet at a multiple of 8 and are read in place; the same groups as unaligned pages", () => {
+    const count = 5000;
+    const groups: FieldGroups = {
+      values: [["a", "b\u00e9", "c"], ["x"]],
+      refs: [Int32Array.from({ length: count }, (_, i) => i % 3), new Int32Array(count)],
+      tx: Float64Array.from({ length: count }, (_, i) => i * 70_000),
+      rx: Float64Array.from({ length: count }, (_, i) => (i === 7 ? 2 ** 40 + 1 : 3)),
+      flows: new Float64Array(count).fill(1),
+    };
+    const serializer = new BinaryPayloadSerializer();
+    const plain = (g: FieldGroups) => [g.values, g.refs.map((r) => Array.from(r)), Array.from(g.tx), Array.from(g.rx), Array.from(g.flows)];
+    const unaligned = encodeFieldGroupsPages(groups, 16 * 1024, "c".repeat(36)).map((p) => decodeFieldGroupsPage(p).groups);
+    const pages = encodeFieldGroupsPages(groups, 16 * 1024, "c".repeat(36), true);
+    expect(pages.length).toBeGreaterThan(3);
+    for (const [i, page] of pages.entries()) {
+      expect(page[0]).toBe(ALIGNED_FIELD_GROUPS_FORMAT);
+      // As a gateway gets it: the packet copied into a buffer of its own, the page after the envelope.
+      const packet = Buffer.from(serializer.serialize({ ver: "4", sender: "n1", id: `r${"x".repeat(i)}`, success: true, data: page }, "RES"));
+      const data = serializer.deserialize(packet, "RES").data as Buffer;
+      expect(data.byteOffset % 8).toBe(0);
+      const { groups: got } = decodeFieldGroupsPage(data);
+      for (const column of [...got.refs, got.tx, got.rx, got.flows] as Uint8Array[]) expect(column.buffer).toBe(packet.buffer);
+      expect(plain(got)).toEqual(plain(unaligned[i]));
+    }
   });
 
   test("a refused confirmation refuses the query, before and after adding up", async () => {
