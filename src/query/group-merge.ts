@@ -67,32 +67,35 @@ function refsFromCode(code: number, sizes: readonly number[], out: Int32Array[],
 /** Below this many possible groups (the dictionaries' sizes multiplied), they are added up densely whatever the entries. */
 const DENSE_MIN_SPAN = 4096;
 
-/** Arrays kept from one query to the next (at most KEPT_SCRATCH entries each; larger ones are a query's own). */
-const KEPT_SCRATCH = 1 << 20;
-let keptSums: Float64Array = new Float64Array(0);
-let keptCodes: Float64Array = new Float64Array(0);
-function scratch(kept: Float64Array, n: number): Float64Array {
-  return kept.length >= n ? kept : new Float64Array(n);
+/** Arrays kept from one query to the next (up to KEPT_SCRATCH entries; larger ones are a query's own). */
+const KEPT_SCRATCH = 3 << 20;
+const kept = { sums: new Float64Array(0), codes: new Float64Array(0), tx: new Float64Array(0), rx: new Float64Array(0), flows: new Float64Array(0) };
+function scratch(name: keyof typeof kept, n: number): Float64Array {
+  if (kept[name].length >= n) return kept[name];
+  const fresh = new Float64Array(n);
+  if (n <= KEPT_SCRATCH) kept[name] = fresh;
+  return fresh;
 }
 
-/** Dense sums: each possible group's three sums side by side at 3 x code, and the codes present, ascending. */
+/** Dense sums read out: the groups present (flows > 0: every group has one) in code order, each's code and sums. */
 interface DenseSums {
-  sums: Float64Array;
-  present: Float64Array;
   count: number;
+  codes: Float64Array;
+  tx: Float64Array;
+  rx: Float64Array;
+  flows: Float64Array;
 }
 
 /**
- * The pages' groups added up in arrays indexed by code, and the codes present listed in
- * order (flows > 0: every group has one): for `span` (the possible groups) at most twice
- * the entries, so the arrays are at most twice what a Map would hold. The arrays are the
- * kept ones when large enough: read them before the next call.
+ * The pages' groups added up in arrays indexed by code, then the groups present read out
+ * in order: for `span` (the possible groups) at most twice the entries, so the arrays are
+ * at most twice what a Map would hold. The arrays are kept ones when not too large: read
+ * them before the next call.
  */
 function addUpDense(pages: readonly Renumbering[], sizes: readonly number[], span: number): DenseSums {
-  const sums = scratch(keptSums, 3 * span).fill(0, 0, 3 * span);
-  const codes = scratch(keptCodes, Math.max(span, pages.reduce((most, { page }) => Math.max(most, page.tx.length), 0)));
-  if (sums.length <= 3 * KEPT_SCRATCH) keptSums = sums;
-  if (codes.length <= KEPT_SCRATCH) keptCodes = codes;
+  // Each possible group's three sums side by side.
+  const sums = scratch("sums", 3 * span).fill(0, 0, 3 * span);
+  const codes = scratch("codes", Math.max(span, pages.reduce((most, { page }) => Math.max(most, page.tx.length), 0)));
   for (const r of pages) {
     codesOf(r, sizes, codes);
     const { tx, rx, flows } = r.page;
@@ -103,36 +106,40 @@ function addUpDense(pages: readonly Renumbering[], sizes: readonly number[], spa
       sums[at + 2] += flows[i];
     }
   }
-  // The codes array is free again: it lists the codes present.
+  const tx = scratch("tx", span);
+  const rx = scratch("rx", span);
+  const flows = scratch("flows", span);
   let count = 0;
-  for (let c = 0; c < span; c++) if (sums[3 * c + 2] > 0) codes[count++] = c;
-  return { sums, present: codes, count };
-}
-
-/** Dense sums as columns of the groups present, in code (key) order. */
-function denseGroups({ sums, present, count }: DenseSums, values: readonly string[][], sizes: readonly number[]): FieldGroups {
-  const out = { values: values as string[][], refs: values.map(() => new Int32Array(count)), tx: new Float64Array(count), rx: new Float64Array(count), flows: new Float64Array(count) };
-  for (let j = 0; j < count; j++) {
-    const c = present[j];
-    out.tx[j] = sums[3 * c];
-    out.rx[j] = sums[3 * c + 1];
-    out.flows[j] = sums[3 * c + 2];
-    refsFromCode(c, sizes, out.refs, j);
+  for (let c = 0; c < span; c++) {
+    if (sums[3 * c + 2] === 0) continue;
+    codes[count] = c;
+    tx[count] = sums[3 * c];
+    rx[count] = sums[3 * c + 1];
+    flows[count++] = sums[3 * c + 2];
   }
-  return out;
+  return { count, codes, tx, rx, flows };
 }
 
-/** Dense sums as RankedGroups, in place: group j is the j-th code present (ascending codes are ascending keys). */
-function rankedDense({ sums, present, count }: DenseSums, values: readonly string[][], sizes: readonly number[]): RankedGroups {
+/** Dense sums as FieldGroups (columns of their own). */
+function denseGroups(dense: DenseSums, values: readonly string[][], sizes: readonly number[]): FieldGroups {
+  const { count, codes } = dense;
+  const refs = values.map(() => new Int32Array(count));
+  for (let j = 0; j < count; j++) refsFromCode(codes[j], sizes, refs, j);
+  return { values: values as string[][], refs, tx: dense.tx.slice(0, count), rx: dense.rx.slice(0, count), flows: dense.flows.slice(0, count) };
+}
+
+/** Dense sums as RankedGroups, in their arrays (ascending codes are ascending keys). */
+function rankedDense(dense: DenseSums, values: readonly string[][], sizes: readonly number[]): RankedGroups {
+  const { codes } = dense;
   const refs = values.map(() => new Int32Array(1));
   return {
-    count,
-    tx: (j) => sums[3 * present[j]],
-    rx: (j) => sums[3 * present[j] + 1],
-    flows: (j) => sums[3 * present[j] + 2],
-    keyBefore: (i, j) => present[i] < present[j],
+    tx: dense.tx,
+    rx: dense.rx,
+    flows: dense.flows,
+    count: dense.count,
+    keyBefore: (i, j) => codes[i] < codes[j],
     keyAt(j) {
-      refsFromCode(present[j], sizes, refs, 0);
+      refsFromCode(codes[j], sizes, refs, 0);
       return values.map((v, k) => v[refs[k][0]]).join(SEP);
     },
   };

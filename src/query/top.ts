@@ -186,15 +186,15 @@ export class TotalOverflowError extends Error {
 }
 
 /**
- * Groups as ranking reads them: group i's sums, whether its key sorts before group j's,
- * and its key. FieldGroups give them (rankedOf); a gateway's dense sums give them in place
- * (src/query/group-ids.ts rankSources), without columns of the merged groups.
+ * Groups as ranking reads them: their sums as columns, whether group i's key sorts before
+ * group j's, and its key. FieldGroups give them (rankedOf); a gateway's dense sums give
+ * them from arrays kept between queries (src/query/group-merge.ts rankSources).
  */
 export interface RankedGroups {
+  tx: ArrayLike<number>;
+  rx: ArrayLike<number>;
+  flows: ArrayLike<number>;
   count: number;
-  tx(i: number): number;
-  rx(i: number): number;
-  flows(i: number): number;
   keyBefore(i: number, j: number): boolean;
   keyAt(i: number): string;
 }
@@ -203,10 +203,10 @@ export interface RankedGroups {
 export function rankedOf(groups: FieldGroups): RankedGroups {
   const { refs, tx, rx, flows } = groups;
   return {
+    tx,
+    rx,
+    flows,
     count: tx.length,
-    tx: (i) => tx[i],
-    rx: (i) => rx[i],
-    flows: (i) => flows[i],
     keyBefore(i, j) {
       for (const r of refs) if (r[i] !== r[j]) return r[i] < r[j];
       return false;
@@ -224,14 +224,14 @@ export function rankTop(groups: FieldGroups | RankedGroups, query: { from: numbe
   const { count, tx, rx, flows } = ranked;
   const total = { bytes_tx: 0, bytes_rx: 0, bytes_total: 0, flows: 0, groups: count };
   for (let i = 0; i < count; i++) {
-    total.bytes_tx += tx(i);
-    total.bytes_rx += rx(i);
-    total.flows += flows(i);
+    total.bytes_tx += tx[i];
+    total.bytes_rx += rx[i];
+    total.flows += flows[i];
   }
   total.bytes_total = total.bytes_tx + total.bytes_rx;
   // Every group's sums are at most the total's: checking it checks them all.
   if (total.bytes_total > Number.MAX_SAFE_INTEGER) throw new TotalOverflowError(total);
-  const value = query.metric === "bytes_tx" ? tx : query.metric === "bytes_rx" ? rx : (i: number) => tx(i) + rx(i);
+  const value = query.metric === "bytes_tx" ? (i: number) => tx[i] : query.metric === "bytes_rx" ? (i: number) => rx[i] : (i: number) => tx[i] + rx[i];
   /** Whether group i ranks before group j (ties: the lower group key). */
   const before = (i: number, j: number) => {
     const vi = value(i);
@@ -241,11 +241,11 @@ export function rankTop(groups: FieldGroups | RankedGroups, query: { from: numbe
   const chosen = bestOf(count, query.n, before);
   const other = { ...total };
   const top = chosen.map((i): TopRow => {
-    other.bytes_tx -= tx(i);
-    other.bytes_rx -= rx(i);
-    other.flows -= flows(i);
+    other.bytes_tx -= tx[i];
+    other.bytes_rx -= rx[i];
+    other.flows -= flows[i];
     other.groups--;
-    return { ...groupFields(ranked.keyAt(i), query.by), bytes_tx: tx(i), bytes_rx: rx(i), bytes_total: tx(i) + rx(i), flows: flows(i) };
+    return { ...groupFields(ranked.keyAt(i), query.by), bytes_tx: tx[i], bytes_rx: rx[i], bytes_total: tx[i] + rx[i], flows: flows[i] };
   });
   other.bytes_total = other.bytes_tx + other.bytes_rx;
   return { from: query.from, to: query.to, by: query.by, metric: query.metric, top, other, total };
