@@ -7,7 +7,9 @@
  *          | (u32 size | str value * size | column refs) * fields
  *          | column tx | column rx | column flows | str cursor ("" for a one-page answer)
  *   column = u8 width | [ALIGNED_FORMAT: zero bytes up to the page's next multiple of 8]
- *          | count values: width 2 = u16, 4 = u32, 8 = f64, little-endian
+ *          | count values: width 1 = u8 (ALIGNED_FORMAT), 2 = u16, 4 = u32, 8 = f64, little-endian
+ *          | (ALIGNED_FORMAT, refs only) u8 RUNS | zero bytes up to a multiple of 8
+ *          | u32 groups * size: how many groups in a row refer to each entry, in order
  *
  * A column takes the narrowest width its page's values fit exactly (refs: u16 below
  * 65,536 dictionary entries; sums: u16 for integers below 2^16, u32 below 2^32): a group
@@ -15,7 +17,10 @@
  * pages of the whole answer (every page encoded before the first is sent), so a gateway
  * asks for the rest at once. Same string conventions as the other codecs (src/wire/bytes.ts).
  *
- * In the aligned format (asked for by GroupsParams.alignedPages) a reader whose page
+ * In the aligned format (asked for by GroupsParams.alignedPages), sums below 256 take a
+ * byte, and the refs of the first field, which ascend when the groups are in key order
+ * (as a shard sends them), go as a count of groups per entry: ~3 bytes a group less than
+ * u16 refs and sums, of ~14 (bytes cost on both ends and in nats-server). A reader whose page
  * starts at a multiple of 8 (mixins/binary.serializer.ts places it so) takes each column
  * as a typed array over the page's bytes instead of a copy: a gateway then allocates
  * ~3.5 MB less outside V8's heap per top-N of a 1M-flow hour, which is what starts its
@@ -45,24 +50,34 @@ const stringBytes = (s: string): number => 5 + 3 * s.length;
 /** Dictionaries that fit in this share of a page go whole on every page. */
 const WHOLE_DICTIONARIES_SHARE = 8;
 
+const U8 = 1;
 const U16 = 2;
 const U32 = 4;
 const F64 = 8;
 
-type Column = Uint16Array | Uint32Array | Float64Array;
-const columnOf = (width: number, buffer: ArrayBufferLike, at: number, n: number): Column =>
-  width === U16 ? new Uint16Array(buffer, at, n) : width === U32 ? new Uint32Array(buffer, at, n) : new Float64Array(buffer, at, n);
-const newColumn = (width: number, n: number): Column => (width === U16 ? new Uint16Array(n) : width === U32 ? new Uint32Array(n) : new Float64Array(n));
+/** A refs column given as runs: groups per dictionary entry. */
+const RUNS = 0x80;
 
-/** The narrowest width sums[from..to) fit exactly: u16 for integers below 2^16, u32 below 2^32, else f64. */
-function sumsWidth(values: ArrayLike<number>, from: number, to: number): number {
-  let width = U16;
+type Column = Uint8Array | Uint16Array | Uint32Array | Float64Array;
+const columnOf = (width: number, buffer: ArrayBufferLike, at: number, n: number): Column =>
+  width === U8 ? new Uint8Array(buffer, at, n) : width === U16 ? new Uint16Array(buffer, at, n) : width === U32 ? new Uint32Array(buffer, at, n) : new Float64Array(buffer, at, n);
+const newColumn = (width: number, n: number): Column => (width === U8 ? new Uint8Array(n) : width === U16 ? new Uint16Array(n) : width === U32 ? new Uint32Array(n) : new Float64Array(n));
+
+/** The narrowest width sums[from..to) fit exactly: u8 (when `narrowest` allows it) or u16 for integers below 2^8 or 2^16, u32 below 2^32, else f64. */
+function sumsWidth(values: ArrayLike<number>, from: number, to: number, narrowest: number): number {
+  let most = 0;
   for (let i = from; i < to; i++) {
     const v = values[i];
     if (v !== v >>> 0) return F64;
-    if (v > 0xffff) width = U32;
+    if (v > most) most = v;
   }
-  return width;
+  return most > 0xffff ? U32 : most > 0xff ? U16 : narrowest;
+}
+
+/** Whether refs[from..to) never descend (then they go as runs, in the aligned format). */
+function ascending(refs: ArrayLike<number>, from: number, to: number): boolean {
+  for (let i = from + 1; i < to; i++) if (refs[i] < refs[i - 1]) return false;
+  return true;
 }
 
 /**
@@ -71,9 +86,9 @@ function sumsWidth(values: ArrayLike<number>, from: number, to: number): number 
  * multiple of 8), else in a typed array copied in; little-endian as the platform's typed
  * arrays are. Writing them byte by byte was ~2.8 ms of a shard's ~4.5 ms encode of 100k groups.
  */
-function writeColumn(w: Writer, width: number, n: number, aligned: boolean, fill: (column: Column) => void): void {
+function writeColumn(w: Writer, width: number, n: number, aligned: boolean, fill: (column: Column) => void, code = width): void {
   w.room(WIDTH_BYTES + ALIGN + width * n);
-  w.buf[w.at++] = width;
+  w.buf[w.at++] = code;
   if (aligned) while (w.at % ALIGN !== 0) w.buf[w.at++] = 0;
   const at = w.buf.byteOffset + w.at;
   if (at % width === 0) fill(columnOf(width, w.buf.buffer, at, n));
@@ -87,13 +102,21 @@ function writeColumn(w: Writer, width: number, n: number, aligned: boolean, fill
 
 function writeSums(w: Writer, values: ArrayLike<number>, from: number, to: number, aligned: boolean): void {
   const slice = ArrayBuffer.isView(values) ? (values as Float64Array).subarray(from, to) : Array.prototype.slice.call(values, from, to);
-  writeColumn(w, sumsWidth(values, from, to), to - from, aligned, (column) => column.set(slice));
+  writeColumn(w, sumsWidth(values, from, to, aligned ? U8 : U16), to - from, aligned, (column) => column.set(slice));
+}
+
+/** Refs that never descend as runs: how many groups refer to each of the `size` entries. */
+function writeRuns(w: Writer, refs: ArrayLike<number>, from: number, to: number, size: number): void {
+  const counts = (column: Column) => {
+    column.fill(0);
+    for (let i = from; i < to; i++) column[refs[i]]++;
+  };
+  writeColumn(w, U32, size, true, counts, RUNS);
 }
 
 /** A column as its wire width's typed array: a view of the page's bytes where they are aligned for it, else a copy. */
-function readColumn(r: Reader, count: number, aligned: boolean): Column {
-  const width = r.u8();
-  if (width !== U16 && width !== U32 && width !== F64) throw new Error(`field-groups codec: unknown column width ${width}`);
+function readColumn(r: Reader, count: number, aligned: boolean, width = r.u8()): Column {
+  if (width !== U16 && width !== U32 && width !== F64 && !(aligned && width === U8)) throw new Error(`field-groups codec: unknown column width ${width}`);
   if (aligned) r.at += (ALIGN - (r.at % ALIGN)) % ALIGN;
   r.need(width * count);
   const at = r.buf.byteOffset + r.at;
@@ -107,24 +130,44 @@ function readColumn(r: Reader, count: number, aligned: boolean): Column {
   return column;
 }
 
+/** A field's refs into a dictionary of `size` entries: a column, or (aligned format) runs, written out. */
+function readRefs(r: Reader, count: number, size: number, aligned: boolean): Column {
+  const code = r.u8();
+  if (!(aligned && code === RUNS)) return readColumn(r, count, aligned, code);
+  const runs = readColumn(r, size, aligned, U32);
+  const refs = size <= 0xffff ? new Uint16Array(count) : new Uint32Array(count);
+  let at = 0;
+  for (let e = 0; e < size; e++) {
+    if (runs[e] > count - at) throw new Error(`field-groups codec: runs of more than the page's ${count} groups`);
+    refs.fill(e, at, (at += runs[e]));
+  }
+  if (at !== count) throw new Error(`field-groups codec: runs of ${at} groups in a page of ${count}`);
+  return refs;
+}
+
 /**
  * Every page of `groups`, each at most maxBytes (at least one group), `cursor` naming
  * where the rest wait (written on every page of a several-page answer).
  */
 export function encodeFieldGroupsPages(groups: FieldGroups, maxBytes: number, cursor: string, aligned = false): Buffer[] {
   const count = groups.tx.length;
-  let rowBytes = sumsWidth(groups.tx, 0, count) + sumsWidth(groups.rx, 0, count) + sumsWidth(groups.flows, 0, count);
+  const narrowest = aligned ? U8 : U16;
+  let rowBytes = sumsWidth(groups.tx, 0, count, narrowest) + sumsWidth(groups.rx, 0, count, narrowest) + sumsWidth(groups.flows, 0, count, narrowest);
   for (const values of groups.values) rowBytes += values.length <= 0xffff ? U16 : U32;
   const fixed = HEAD_BYTES + CURSOR_ROOM + (groups.values.length + 3) * (4 + WIDTH_BYTES + ALIGN);
   let dictionaryBytes = 0;
   for (const values of groups.values) for (const v of values) dictionaryBytes += stringBytes(v);
   const pages: Buffer[] = [];
   if (dictionaryBytes * WHOLE_DICTIONARIES_SHARE <= maxBytes) {
-    const rows = Math.max(1, Math.floor((maxBytes - fixed - dictionaryBytes) / rowBytes));
+    // The first field's refs as runs: a count per entry in place of a ref per group.
+    const runs = aligned && groups.values.length > 0 && 4 * groups.values[0].length < count && ascending(groups.refs[0], 0, count);
+    if (runs) rowBytes -= groups.values[0].length <= 0xffff ? U16 : U32;
+    const runBytes = runs ? 4 * groups.values[0].length : 0;
+    const rows = Math.max(1, Math.floor((maxBytes - fixed - dictionaryBytes - runBytes) / rowBytes));
     const all = groups.values.map((values) => Int32Array.from(values, (_, i) => i));
     for (let from = 0; pages.length === 0 || from < count; from += rows) {
       const to = Math.min(count, from + rows);
-      pages.push(writePage(groups, from, to, fixed + dictionaryBytes + (to - from) * rowBytes, all, null, aligned, to < count || from > 0 ? cursor : ""));
+      pages.push(writePage(groups, from, to, fixed + dictionaryBytes + runBytes + (to - from) * rowBytes, all, null, aligned, to < count || from > 0 ? cursor : ""));
     }
   } else {
     // Per field: a dictionary entry's index in the page being cut (-1: unused so far).
@@ -195,6 +238,8 @@ function writeField(w: Writer, values: readonly string[], refs: ArrayLike<number
   w.u32(entries.length);
   for (let i = 0; i < entries.length; i++) w.str(values[entries[i]]);
   const width = entries.length <= 0xffff ? U16 : U32;
+  // Runs where they take fewer bytes than the refs (so no page grows past its estimate).
+  if (localOf === null && aligned && 4 * entries.length < width * (to - from) && ascending(refs, from, to)) return writeRuns(w, refs, from, to, entries.length);
   if (localOf === null) {
     const slice = ArrayBuffer.isView(refs) ? (refs as Int32Array).subarray(from, to) : Array.prototype.slice.call(refs, from, to);
     writeColumn(w, width, to - from, aligned, (column) => column.set(slice));
@@ -227,8 +272,8 @@ export function decodeFieldGroupsPage(bytes: Buffer): FieldGroupsPage {
   const pages = r.f64();
   const count = r.u32();
   const fields = r.u8();
-  // At least a width byte and two bytes per group per column: a wrong count fails here, not after allocating.
-  r.need((fields + 3) * (WIDTH_BYTES + 2 * count));
+  // At least a width byte per column and, per group, two bytes per column (aligned: one per sums column, as refs may be runs): a wrong count fails here, not after allocating.
+  r.need((fields + 3) * WIDTH_BYTES + (aligned ? 3 : 2 * (fields + 3)) * count);
   const values: string[][] = [];
   const refs: ArrayLike<number>[] = [];
   for (let k = 0; k < fields; k++) {
@@ -236,7 +281,7 @@ export function decodeFieldGroupsPage(bytes: Buffer): FieldGroupsPage {
     r.need(size);
     const dictionary = new Array<string>(size);
     for (let i = 0; i < size; i++) dictionary[i] = r.str();
-    const column = readColumn(r, count, aligned);
+    const column = readRefs(r, count, size, aligned);
     for (let i = 0; i < count; i++) if (column[i] >= size) throw new Error(`field-groups codec: group ${i} refers to entry ${column[i]} of ${size}`);
     values.push(dictionary);
     refs.push(column);

@@ -248,19 +248,36 @@ describe("pieces", () => {
     };
     const serializer = new BinaryPayloadSerializer();
     const plain = (g: FieldGroups) => [g.values, g.refs.map((r) => Array.from(r)), Array.from(g.tx), Array.from(g.rx), Array.from(g.flows)];
+    // In key order (the first field's refs ascend) they go as runs, and sums below 256 as bytes.
+    const inKeyOrder = { ...groups, refs: [Int32Array.from({ length: count }, (_, i) => Math.floor((3 * i) / count)), groups.refs[1]] };
+    const [unalignedBytes, alignedBytes] = [false, true].map((aligned) => encodeFieldGroupsPages(inKeyOrder, 1 << 20, "", aligned)[0].length);
+    // Both fields' refs ascend (the second's are all 0): 2 + 2 bytes a group less, and 1 for flows; the runs and alignment take a few.
+    expect(unalignedBytes - alignedBytes).toBeGreaterThan(count * 5 - 3 * 4 - 4 - 5 * 7 - 1);
+    const [runs] = encodeFieldGroupsPages(inKeyOrder, 1 << 20, "", true);
+    expect(plain(decodeFieldGroupsPage(runs).groups)).toEqual(plain(inKeyOrder));
+    // Runs that do not add up to the page's groups: a clear error.
+    const miscounted = Buffer.from(runs);
+    miscounted.writeUInt32LE(count - 1, 9);
+    expect(() => decodeFieldGroupsPage(miscounted)).toThrow(/runs of more than the page's 4999 groups/);
+    // Pages of either format carry the whole (small) dictionaries: their groups line up.
+    const lined = (pages: FieldGroups[]) => [pages[0].values, [0, 1].map((k) => pages.flatMap((p) => Array.from(p.refs[k]))), ...(["tx", "rx", "flows"] as const).map((c) => pages.flatMap((p) => Array.from(p[c])))];
     const unaligned = encodeFieldGroupsPages(groups, 16 * 1024, "c".repeat(36)).map((p) => decodeFieldGroupsPage(p).groups);
     const pages = encodeFieldGroupsPages(groups, 16 * 1024, "c".repeat(36), true);
+    const got: FieldGroups[] = [];
     expect(pages.length).toBeGreaterThan(3);
     for (const [i, page] of pages.entries()) {
+      expect(page.length).toBeLessThanOrEqual(16 * 1024);
       expect(page[0]).toBe(ALIGNED_FIELD_GROUPS_FORMAT);
       // As a gateway gets it: the packet copied into a buffer of its own, the page after the envelope.
       const packet = Buffer.from(serializer.serialize({ ver: "4", sender: "n1", id: `r${"x".repeat(i)}`, success: true, data: page }, "RES"));
       const data = serializer.deserialize(packet, "RES").data as Buffer;
       expect(data.byteOffset % 8).toBe(0);
-      const { groups: got } = decodeFieldGroupsPage(data);
-      for (const column of [...got.refs, got.tx, got.rx, got.flows] as Uint8Array[]) expect(column.buffer).toBe(packet.buffer);
-      expect(plain(got)).toEqual(plain(unaligned[i]));
+      const { groups: decoded } = decodeFieldGroupsPage(data);
+      // Sums and refs columns in place (the second field's refs, all 0, went as runs and are written out).
+      for (const column of [decoded.refs[0], decoded.tx, decoded.rx, decoded.flows] as Uint8Array[]) expect(column.buffer).toBe(packet.buffer);
+      got.push(decoded);
     }
+    expect(lined(got)).toEqual(lined(unaligned));
   });
 
   test("a refused confirmation refuses the query, before and after adding up", async () => {
