@@ -67,8 +67,8 @@ function refsFromCode(code: number, sizes: readonly number[], out: Int32Array[],
 /** Below this many possible groups (the dictionaries' sizes multiplied), they are added up densely whatever the entries. */
 const DENSE_MIN_SPAN = 4096;
 
-/** Arrays kept from one query to the next (up to KEPT_SCRATCH entries; larger ones are a query's own). */
-const KEPT_SCRATCH = 3 << 20;
+/** Arrays kept from one query to the next, each up to KEPT_SCRATCH entries (4 MB; at most 20 MB in all: a larger query's are its own). */
+const KEPT_SCRATCH = 1 << 19;
 const kept = { sums: new Float64Array(0), codes: new Float64Array(0), tx: new Float64Array(0), rx: new Float64Array(0), flows: new Float64Array(0) };
 function scratch(name: keyof typeof kept, n: number): Float64Array {
   if (kept[name].length >= n) return kept[name];
