@@ -8,8 +8,7 @@
  * to the next (the merged groups' columns and a fresh 3 x span array were ~5.6 MB outside
  * V8's heap per query of a 1M-flow hour, which is what starts a gateway's full collections).
  */
-import { SEP } from "../flow-key";
-import { compareStrings, rankTop, type FieldGroups, type RankedGroups, type TopAnswer } from "./top";
+import { compareStrings, groupKeyAt, rankTop, type FieldGroups, type RankedGroups, type RankQuery, type TopAnswer } from "./top";
 
 /** The distinct strings of sorted lists, sorted (merged two by two). */
 function unionSorted(lists: readonly string[][]): string[] {
@@ -140,7 +139,7 @@ function rankedDense(dense: DenseSums, values: readonly string[][], sizes: reado
     keyBefore: (i, j) => codes[i] < codes[j],
     keyAt(j) {
       refsFromCode(codes[j], sizes, refs, 0);
-      return values.map((v, k) => v[refs[k][0]]).join(SEP);
+      return groupKeyAt({ values: values as string[][], refs }, 0);
     },
   };
 }
@@ -243,9 +242,9 @@ export function mergeGroups(sources: readonly FieldGroups[][]): FieldGroups {
 }
 
 /** The top-N of the shards' partial groups: mergeGroups, ranked where dense sums are added up. */
-export function rankSources(sources: readonly FieldGroups[][], query: Parameters<typeof rankTop>[1]): TopAnswer {
+export function rankSources(sources: readonly FieldGroups[][], query: RankQuery): TopAnswer {
   const pages = sources.flat().filter((page) => page.tx.length > 0);
-  if (pages.length <= 1) return rankTop(mergeGroups(sources), query);
+  if (pages.length <= 1) return rankTop(pages[0] ?? emptyLike(sources), query);
   const { values, renumbering, sizes, span, dense } = merged(pages);
   if (!dense) return rankTop(addUpSparse(renumbering, values, sizes, span), query);
   // Ranked before anything else runs: the next query's adding up reuses the arrays.

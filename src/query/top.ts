@@ -61,7 +61,7 @@ export interface FieldGroups {
 }
 
 /** The group key of group i of `groups` (its encoded fields joined by the key separator). */
-export function groupKeyAt(groups: FieldGroups, i: number): string {
+export function groupKeyAt(groups: Pick<FieldGroups, "values" | "refs">, i: number): string {
   return groups.values.map((values, k) => values[groups.refs[k][i]]).join(SEP);
 }
 
@@ -215,11 +215,20 @@ export function rankedOf(groups: FieldGroups): RankedGroups {
   };
 }
 
+/** What rankTop is asked: the hours (echoed in the answer), the grouping, the metric and how many. */
+export interface RankQuery {
+  from: number;
+  to: number;
+  by: GroupField[];
+  metric: TopMetric;
+  n: number;
+}
+
 /**
  * The answer of a top-N query: the n groups largest by `metric` (descending, ties by
  * the `by` fields ascending), the rest summed as `other`, and the `total`.
  */
-export function rankTop(groups: FieldGroups | RankedGroups, query: { from: number; to: number; by: GroupField[]; metric: TopMetric; n: number }): TopAnswer {
+export function rankTop(groups: FieldGroups | RankedGroups, query: RankQuery): TopAnswer {
   const ranked = "keyAt" in groups ? groups : rankedOf(groups);
   const { count, tx, rx, flows } = ranked;
   const total = { bytes_tx: 0, bytes_rx: 0, bytes_total: 0, flows: 0, groups: count };

@@ -59,9 +59,12 @@ const F64 = 8;
 const RUNS = 0x80;
 
 type Column = Uint8Array | Uint16Array | Uint32Array | Float64Array;
-const columnOf = (width: number, buffer: ArrayBufferLike, at: number, n: number): Column =>
-  width === U8 ? new Uint8Array(buffer, at, n) : width === U16 ? new Uint16Array(buffer, at, n) : width === U32 ? new Uint32Array(buffer, at, n) : new Float64Array(buffer, at, n);
-const newColumn = (width: number, n: number): Column => (width === U8 ? new Uint8Array(n) : width === U16 ? new Uint16Array(n) : width === U32 ? new Uint32Array(n) : new Float64Array(n));
+/** A column's typed array by its width. */
+const COLUMN: Record<number, { new (n: number): Column; new (buffer: ArrayBufferLike, at: number, n: number): Column }> = { [U8]: Uint8Array, [U16]: Uint16Array, [U32]: Uint32Array, [F64]: Float64Array };
+
+/** values[from..to) as a typed array's view, or a copy of a plain array's. */
+const sliceOf = (values: ArrayLike<number>, from: number, to: number): ArrayLike<number> =>
+  ArrayBuffer.isView(values) ? (values as Float64Array).subarray(from, to) : Array.prototype.slice.call(values, from, to);
 
 /** The narrowest width sums[from..to) fit exactly: u8 (when `narrowest` allows it) or u16 for integers below 2^8 or 2^16, u32 below 2^32, else f64. */
 function sumsWidth(values: ArrayLike<number>, from: number, to: number, narrowest: number): number {
@@ -91,9 +94,9 @@ function writeColumn(w: Writer, width: number, n: number, aligned: boolean, fill
   w.buf[w.at++] = code;
   if (aligned) while (w.at % ALIGN !== 0) w.buf[w.at++] = 0;
   const at = w.buf.byteOffset + w.at;
-  if (at % width === 0) fill(columnOf(width, w.buf.buffer, at, n));
+  if (at % width === 0) fill(new COLUMN[width](w.buf.buffer, at, n));
   else {
-    const column = newColumn(width, n);
+    const column = new COLUMN[width](n);
     fill(column);
     w.buf.set(new Uint8Array(column.buffer, column.byteOffset, column.byteLength), w.at);
   }
@@ -101,7 +104,7 @@ function writeColumn(w: Writer, width: number, n: number, aligned: boolean, fill
 }
 
 function writeSums(w: Writer, values: ArrayLike<number>, from: number, to: number, aligned: boolean): void {
-  const slice = ArrayBuffer.isView(values) ? (values as Float64Array).subarray(from, to) : Array.prototype.slice.call(values, from, to);
+  const slice = sliceOf(values, from, to);
   writeColumn(w, sumsWidth(values, from, to, aligned ? U8 : U16), to - from, aligned, (column) => column.set(slice));
 }
 
@@ -121,9 +124,9 @@ function readColumn(r: Reader, count: number, aligned: boolean, width = r.u8()):
   r.need(width * count);
   const at = r.buf.byteOffset + r.at;
   let column: Column;
-  if (at % width === 0) column = columnOf(width, r.buf.buffer, at, count);
+  if (at % width === 0) column = new COLUMN[width](r.buf.buffer, at, count);
   else {
-    column = newColumn(width, count);
+    column = new COLUMN[width](count);
     new Uint8Array(column.buffer).set(r.buf.subarray(r.at, r.at + width * count));
   }
   r.at += width * count;
@@ -164,10 +167,9 @@ export function encodeFieldGroupsPages(groups: FieldGroups, maxBytes: number, cu
     if (runs) rowBytes -= groups.values[0].length <= 0xffff ? U16 : U32;
     const runBytes = runs ? 4 * groups.values[0].length : 0;
     const rows = Math.max(1, Math.floor((maxBytes - fixed - dictionaryBytes - runBytes) / rowBytes));
-    const all = groups.values.map((values) => Int32Array.from(values, (_, i) => i));
     for (let from = 0; pages.length === 0 || from < count; from += rows) {
       const to = Math.min(count, from + rows);
-      pages.push(writePage(groups, from, to, fixed + dictionaryBytes + runBytes + (to - from) * rowBytes, all, null, aligned, to < count || from > 0 ? cursor : ""));
+      pages.push(writePage(groups, from, to, fixed + dictionaryBytes + runBytes + (to - from) * rowBytes, null, aligned, to < count || from > 0 ? cursor : ""));
     }
   } else {
     // Per field: a dictionary entry's index in the page being cut (-1: unused so far).
@@ -176,7 +178,7 @@ export function encodeFieldGroupsPages(groups: FieldGroups, maxBytes: number, cu
       const used: number[][] = groups.values.map(() => []);
       const { to, bytes } = cutPage(groups, from, maxBytes, fixed, rowBytes, localOf, used);
       const entries = used.map((list) => Int32Array.from(list).sort());
-      pages.push(writePage(groups, from, to, Math.min(bytes, maxBytes), entries, localOf, aligned, to < count || from > 0 ? cursor : ""));
+      pages.push(writePage(groups, from, to, Math.min(bytes, maxBytes), { entries, localOf }, aligned, to < count || from > 0 ? cursor : ""));
       from = to;
     }
   }
@@ -215,17 +217,23 @@ function cutPage(groups: FieldGroups, from: number, maxBytes: number, fixed: num
 }
 
 /**
- * The page of groups [from, to) with, per field, the dictionary entries `entries`
- * (ascending: ascending indexes are ascending values); `localOf` maps the groups' refs to
- * their places in it (left all -1 again), or null when the entries are the whole dictionary.
+ * A page's own dictionaries: per field, the entries its groups use (ascending: ascending
+ * indexes are ascending values), and `localOf`, where the groups' refs are renumbered to
+ * their places in them (left all -1 again). Null: the whole dictionaries, refs as they are.
  */
-function writePage(groups: FieldGroups, from: number, to: number, size: number, entries: Int32Array[], localOf: Int32Array[] | null, aligned: boolean, cursor: string): Buffer {
+type PageDictionaries = { entries: Int32Array[]; localOf: Int32Array[] } | null;
+
+/** The page of groups [from, to) with its dictionaries. */
+function writePage(groups: FieldGroups, from: number, to: number, size: number, dictionaries: PageDictionaries, aligned: boolean, cursor: string): Buffer {
   const w = new Writer(size);
   w.u8(aligned ? ALIGNED_FIELD_GROUPS_FORMAT : FIELD_GROUPS_FORMAT);
   w.f64(0); // the count of pages, once known
   w.u32(to - from);
   w.u8(groups.values.length);
-  for (let k = 0; k < groups.values.length; k++) writeField(w, groups.values[k], groups.refs[k], from, to, entries[k], localOf?.[k] ?? null, aligned);
+  for (let k = 0; k < groups.values.length; k++) {
+    const own = dictionaries === null ? null : { entries: dictionaries.entries[k], localOf: dictionaries.localOf[k] };
+    writeField(w, groups.values[k], groups.refs[k], from, to, own, aligned);
+  }
   writeSums(w, groups.tx, from, to, aligned);
   writeSums(w, groups.rx, from, to, aligned);
   writeSums(w, groups.flows, from, to, aligned);
@@ -233,18 +241,22 @@ function writePage(groups: FieldGroups, from: number, to: number, size: number, 
   return w.done();
 }
 
-/** A field's page dictionary and its refs into it (renumbered through localOf, unless that is null). */
-function writeField(w: Writer, values: readonly string[], refs: ArrayLike<number>, from: number, to: number, entries: Int32Array, localOf: Int32Array | null, aligned: boolean): void {
-  w.u32(entries.length);
-  for (let i = 0; i < entries.length; i++) w.str(values[entries[i]]);
-  const width = entries.length <= 0xffff ? U16 : U32;
-  // Runs where they take fewer bytes than the refs (so no page grows past its estimate).
-  if (localOf === null && aligned && 4 * entries.length < width * (to - from) && ascending(refs, from, to)) return writeRuns(w, refs, from, to, entries.length);
-  if (localOf === null) {
-    const slice = ArrayBuffer.isView(refs) ? (refs as Int32Array).subarray(from, to) : Array.prototype.slice.call(refs, from, to);
+/** A field's page dictionary (its own entries, or the whole `values` when `own` is null) and its refs into it. */
+function writeField(w: Writer, values: readonly string[], refs: ArrayLike<number>, from: number, to: number, own: { entries: Int32Array; localOf: Int32Array } | null, aligned: boolean): void {
+  if (own === null) {
+    w.u32(values.length);
+    for (const v of values) w.str(v);
+    const width = values.length <= 0xffff ? U16 : U32;
+    // Runs where they take fewer bytes than the refs (so no page grows past its estimate).
+    if (aligned && 4 * values.length < width * (to - from) && ascending(refs, from, to)) return writeRuns(w, refs, from, to, values.length);
+    const slice = sliceOf(refs, from, to);
     writeColumn(w, width, to - from, aligned, (column) => column.set(slice));
     return;
   }
+  const { entries, localOf } = own;
+  w.u32(entries.length);
+  for (let i = 0; i < entries.length; i++) w.str(values[entries[i]]);
+  const width = entries.length <= 0xffff ? U16 : U32;
   for (let i = 0; i < entries.length; i++) localOf[entries[i]] = i;
   writeColumn(w, width, to - from, aligned, (column) => {
     for (let i = 0; i < column.length; i++) column[i] = localOf[refs[from + i]];
